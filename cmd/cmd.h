@@ -1,0 +1,32 @@
+/*
+ * cmd: the subcommands of the reel binary, and what they share.
+ *
+ * Each command is `int reel_cmd_<name>(int argc, char **argv)` with argv[0]
+ * the command's name, and returns an exit status: 0 success, 1 runtime
+ * error, 2 usage error. Commands print their own help for --help (to
+ * stdout, status 0) and a one-line hint on a usage error (to stderr).
+ */
+#ifndef REEL_CMD_H
+#define REEL_CMD_H
+
+#include <stdint.h>
+
+enum { REEL_EXIT_OK = 0, REEL_EXIT_ERROR = 1, REEL_EXIT_USAGE = 2 };
+
+int reel_cmd_import(int argc, char **argv);
+int reel_cmd_synth(int argc, char **argv);
+int reel_cmd_stats(int argc, char **argv);
+
+/* Prints "reel <cmd>: <message>" and a hint to run --help; returns 2. */
+int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prints "reel <cmd>: <message>"; returns 1. */
+int reel_cmd_fail(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Parses a whole decimal unsigned number in [min, max]; 0 on success. */
+int reel_cmd_parse_u64(const char *s, uint64_t min, uint64_t max,
+                       uint64_t *out);
+
+#endif
