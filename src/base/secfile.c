@@ -324,7 +324,10 @@ int reel_secfile_open(const char *path, const char *kind, int flags,
         close(fd);
         return bad(d, path, "shorter than its header (truncated?)");
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* Populating up front is several times cheaper than taking a page
+     * fault per 4 KiB later, and every section is read at least once by
+     * the checksum pass anyway. */
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return reel_diag_fail(d, REEL_EIO, "cannot map %s: %s", path,
