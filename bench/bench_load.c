@@ -128,7 +128,7 @@ int main(int argc, char **argv)
     stat(path, &st);
     printf("{\"events\": %llu, \"file_mb\": %.1f, \"write_s\": %.3f, "
            "\"open_s\": %.3f, \"open_and_scan_s\": %.3f, \"sink\": %.0f}\n",
-           (unsigned long long)n, st.st_size / 1e6, t_write, best_nocheck,
-           best, fmod(sink, 10));
+           (unsigned long long)n, st.st_size / 1e6, t_write, best_nocheck, best,
+           fmod(sink, 10));
     return 0;
 }

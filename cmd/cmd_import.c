@@ -80,8 +80,9 @@ int reel_cmd_import(int argc, char **argv)
             help(stdout);
             return REEL_EXIT_OK;
         default:
-            return reel_cmd_usage_error("import", "unknown or incomplete "
-                                                  "option '%s'",
+            return reel_cmd_usage_error("import",
+                                        "unknown or incomplete "
+                                        "option '%s'",
                                         argv[optind - 1]);
         }
     }
@@ -141,8 +142,8 @@ int reel_cmd_import(int argc, char **argv)
     reel_dsbuild_free(b);
     if (rc)
         return fail_diag(&d);
-    printf("imported %u videos, %u users, %llu events into %s in %.2fs",
-           nv, nu, (unsigned long long)ne, dir, reel_clock_mono() - t0);
+    printf("imported %u videos, %u users, %llu events into %s in %.2fs", nv, nu,
+           (unsigned long long)ne, dir, reel_clock_mono() - t0);
     if (r.n_skipped)
         printf(" (%llu malformed records skipped)",
                (unsigned long long)r.n_skipped);

@@ -63,8 +63,7 @@ int reel_cmd_fail(const char *cmd, const char *fmt, ...)
     return REEL_EXIT_ERROR;
 }
 
-int reel_cmd_parse_u64(const char *s, uint64_t min, uint64_t max,
-                       uint64_t *out)
+int reel_cmd_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     if (!s || !*s || *s == '-' || *s == '+')
         return -1;

@@ -59,7 +59,8 @@ void *reel_arena_alloc(reel_arena *a, size_t size, size_t align)
     size_t bsize = size > a->block_size ? size : a->block_size;
     if (bsize > SIZE_MAX - sizeof *b)
         abort();
-    reel_arena_block *nb = aligned_alloc(64, (sizeof *nb + bsize + 63) & ~(size_t)63);
+    reel_arena_block *nb =
+        aligned_alloc(64, (sizeof *nb + bsize + 63) & ~(size_t)63);
     if (!nb) {
         fprintf(stderr, "reel: out of memory allocating %zu bytes\n", bsize);
         abort();

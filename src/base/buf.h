@@ -15,7 +15,10 @@ typedef struct reel_buf {
     size_t cap;
 } reel_buf;
 
-#define REEL_BUF_INIT {NULL, 0, 0}
+#define REEL_BUF_INIT                                                          \
+    {                                                                          \
+        NULL, 0, 0                                                             \
+    }
 
 void reel_buf_init(reel_buf *b);
 void reel_buf_free(reel_buf *b);

@@ -15,7 +15,8 @@ static void build_table(void)
     }
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
-            table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
+            table[t][i] =
+                (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
     __atomic_store_n(&table_ready, 1, __ATOMIC_RELEASE);
 }
 
@@ -44,9 +45,8 @@ uint32_t reel_crc32c_sw(uint32_t crc, const void *data, size_t len)
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc,
-                                                          const void *data,
-                                                          size_t len)
+__attribute__((target("sse4.2"))) static uint32_t
+crc_hw(uint32_t crc, const void *data, size_t len)
 {
     const unsigned char *p = data;
     uint64_t c = ~crc;

@@ -58,8 +58,8 @@ void reel_diag_format(const reel_diag *d, char *buf, uint64_t size)
         return;
     const char *msg = d->msg[0] ? d->msg : "error";
     if (d->file && d->line)
-        snprintf(buf, size, "%s:%llu: %s", d->file,
-                 (unsigned long long)d->line, msg);
+        snprintf(buf, size, "%s:%llu: %s", d->file, (unsigned long long)d->line,
+                 msg);
     else if (d->file)
         snprintf(buf, size, "%s: %s", d->file, msg);
     else

@@ -83,8 +83,7 @@ static int fill(reel_lines *r, reel_diag *d)
     return 0;
 }
 
-int reel_lines_next(reel_lines *r, const char **line, size_t *len,
-                    reel_diag *d)
+int reel_lines_next(reel_lines *r, const char **line, size_t *len, reel_diag *d)
 {
     if (d) {
         d->file = r->path;
@@ -98,9 +97,8 @@ int reel_lines_next(reel_lines *r, const char **line, size_t *len,
         if (nl || (r->eof && avail > 0)) {
             size_t l = nl ? (size_t)(nl - p) : avail;
             if (l > r->max_line)
-                return reel_diag_fail(d, REEL_ETOOBIG,
-                                      "line longer than %zu bytes",
-                                      r->max_line);
+                return reel_diag_fail(
+                    d, REEL_ETOOBIG, "line longer than %zu bytes", r->max_line);
             size_t consumed = nl ? l + 1 : l;
             r->start += consumed;
             r->offset += consumed;
@@ -208,8 +206,8 @@ int reel_csv_next(reel_lines *r, char sep, reel_field *fields,
         }
         if (c == sep) {
             if (nf == max_fields)
-                return reel_diag_fail(d, REEL_EFORMAT,
-                                      "more than %zu fields", max_fields);
+                return reel_diag_fail(d, REEL_EFORMAT, "more than %zu fields",
+                                      max_fields);
             starts[nf] = fstart;
             ends[nf] = b->len;
             nf++;

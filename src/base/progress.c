@@ -44,13 +44,17 @@ static void draw(reel_progress *p, double now)
     if (p->total) {
         reel_progress_human((double)p->total, t, sizeof t);
         double pct = 100.0 * (double)done / (double)p->total;
-        double eta = rate > 0 ? (double)(p->total - (done < p->total ? done : p->total)) / rate : 0;
+        double eta =
+            rate > 0
+                ? (double)(p->total - (done < p->total ? done : p->total)) /
+                      rate
+                : 0;
         snprintf(line, sizeof line,
-                 "\r%s: %s/%s %s (%.1f%%) %s/s ETA %.0fs\x1b[K", p->label, d,
-                 t, p->unit, pct > 100 ? 100.0 : pct, r, eta);
+                 "\r%s: %s/%s %s (%.1f%%) %s/s ETA %.0fs\x1b[K", p->label, d, t,
+                 p->unit, pct > 100 ? 100.0 : pct, r, eta);
     } else {
-        snprintf(line, sizeof line, "\r%s: %s %s %s/s %.0fs\x1b[K", p->label,
-                 d, p->unit, r, el);
+        snprintf(line, sizeof line, "\r%s: %s %s %s/s %.0fs\x1b[K", p->label, d,
+                 p->unit, r, el);
     }
     fputs(line, stderr);
     fflush(stderr);

@@ -221,6 +221,11 @@ int reel_secfile_writer_add(reel_secfile_writer *w, const char *name,
     return reel_secfile_writer_end(w);
 }
 
+uint64_t reel_secfile_writer_pos(const reel_secfile_writer *w)
+{
+    return w->pos;
+}
+
 static int fsync_dir(const char *path)
 {
     char *copy = reel_xstrndup(path, strlen(path));
@@ -239,8 +244,8 @@ int reel_secfile_writer_commit(reel_secfile_writer *w, reel_diag *d)
     if (w->failed || w->open_section)
         goto fail;
     uint64_t table_offset = w->pos;
-    uint32_t table_crc = reel_crc32c(0, w->entries,
-                                     w->n_entries * sizeof *w->entries);
+    uint32_t table_crc =
+        reel_crc32c(0, w->entries, w->n_entries * sizeof *w->entries);
     if ((rc = put(w, w->entries, w->n_entries * sizeof *w->entries)) ||
         (rc = flush_buf(w)))
         goto fail;
@@ -342,7 +347,8 @@ int reel_secfile_open(const char *path, const char *kind, int flags,
         rc = bad(d, path, "bad magic");
         goto fail;
     }
-    if (h.header_crc != reel_crc32c(0, &h, offsetof(struct header, header_crc))) {
+    if (h.header_crc !=
+        reel_crc32c(0, &h, offsetof(struct header, header_crc))) {
         rc = bad(d, path, "header checksum mismatch");
         goto fail;
     }

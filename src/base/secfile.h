@@ -70,6 +70,8 @@ int reel_secfile_writer_begin(reel_secfile_writer *w, const char *name,
 int reel_secfile_writer_append(reel_secfile_writer *w, const void *data,
                                uint64_t bytes);
 int reel_secfile_writer_end(reel_secfile_writer *w);
+/* Bytes written so far (for progress). */
+uint64_t reel_secfile_writer_pos(const reel_secfile_writer *w);
 /* Finishes and publishes the file atomically; frees the writer. */
 int reel_secfile_writer_commit(reel_secfile_writer *w, reel_diag *d);
 /* Abandons the file (removes the temporary file); NULL is fine. */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "base/mem.h"
+#include "base/progress.h"
 #include "base/secfile.h"
 #include "base/sort.h"
 
@@ -18,7 +19,7 @@ static const char *const event_names[REEL_EV__COUNT] = {
 
 /* Section-name stems of the dictionaries, indexed by enum reel_dict. */
 static const char *const dict_names[REEL_DICT__COUNT] = {
-    "category", "language", "vtype", "tag",
+    "category", "language", "vtype",      "tag",
     "gender",   "country",  "occupation", "zip",
 };
 
@@ -47,8 +48,8 @@ reel_user_rec reel_user_rec_empty(void)
 
 reel_event_rec reel_event_rec_empty(void)
 {
-    return (reel_event_rec){.type = -1, .ts = NAN, .watch_s = NAN,
-                            .rating = NAN};
+    return (reel_event_rec){
+        .type = -1, .ts = NAN, .watch_s = NAN, .rating = NAN};
 }
 
 /* ================================================================ builder */
@@ -161,12 +162,11 @@ void reel_dsbuild_set_meta(reel_dsbuild *b, const char *json)
     b->meta = reel_xstrndup(json, strlen(json));
 }
 
-static int check_len(const char *what, const char *s, size_t max,
-                     reel_diag *d)
+static int check_len(const char *what, const char *s, size_t max, reel_diag *d)
 {
     if (s && strlen(s) > max)
-        return reel_diag_fail(d, REEL_ETOOBIG, "%s longer than %zu bytes",
-                              what, max);
+        return reel_diag_fail(d, REEL_ETOOBIG, "%s longer than %zu bytes", what,
+                              max);
     return 0;
 }
 
@@ -248,22 +248,23 @@ int reel_dsbuild_add_video(reel_dsbuild *b, const reel_video_rec *v,
     int rc;
     if ((rc = valid_id(v->id, d)) ||
         (rc = check_len("title", v->title, REEL_MAX_TITLE_LEN, d)) ||
-        (rc = check_len("description", v->description, REEL_MAX_TEXT_LEN,
-                        d)) ||
+        (rc = check_len("description", v->description, REEL_MAX_TEXT_LEN, d)) ||
         (rc = check_len("media", v->media, REEL_MAX_TEXT_LEN, d)) ||
         (rc = check_len("language", v->language, REEL_MAX_WORD_LEN, d)) ||
         (rc = check_len("type", v->type, REEL_MAX_WORD_LEN, d)))
         return rc;
     if (v->n_categories > REEL_MAX_LIST || v->n_tags > REEL_MAX_LIST)
-        return reel_diag_fail(d, REEL_ETOOBIG, "more than %d categories or tags",
-                              REEL_MAX_LIST);
+        return reel_diag_fail(d, REEL_ETOOBIG,
+                              "more than %d categories or tags", REEL_MAX_LIST);
     for (size_t k = 0; k < v->n_categories; k++)
-        if ((rc = check_len("category", v->categories[k], REEL_MAX_WORD_LEN, d)))
+        if ((rc =
+                 check_len("category", v->categories[k], REEL_MAX_WORD_LEN, d)))
             return rc;
     for (size_t k = 0; k < v->n_tags; k++)
         if ((rc = check_len("tag", v->tags[k], REEL_MAX_WORD_LEN, d)))
             return rc;
-    if (!isnan(v->duration_s) && !(v->duration_s >= 0 && isfinite(v->duration_s)))
+    if (!isnan(v->duration_s) &&
+        !(v->duration_s >= 0 && isfinite(v->duration_s)))
         return reel_diag_fail(d, REEL_ERANGE, "duration_s must be >= 0");
     if (!isnan(v->published_at) && !isfinite(v->published_at))
         return reel_diag_fail(d, REEL_ERANGE, "published_at is not finite");
@@ -398,8 +399,9 @@ int reel_dsbuild_add_event(reel_dsbuild *b, const reel_event_rec *e,
                            reel_diag *d)
 {
     if (e->user >= b->u_id.n || e->video >= b->v_id.n)
-        return reel_diag_fail(d, REEL_EINVAL, "event names an unknown user "
-                                              "or video index");
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "event names an unknown user "
+                              "or video index");
     if (e->type < 0 || e->type >= REEL_EV__COUNT)
         return reel_diag_fail(d, REEL_EFORMAT, "unknown event type");
     if (!isfinite(e->ts))
@@ -458,7 +460,7 @@ static int put_strs(reel_secfile_writer *w, const char *name,
 /* Writes column `src` (n elements of `size` bytes) in the order perm. */
 static int put_permuted(reel_secfile_writer *w, const char *name,
                         enum reel_sectype type, const void *src,
-                        const uint32_t *perm, uint64_t n)
+                        const uint32_t *perm, uint64_t n, reel_progress *p)
 {
     size_t size = reel_sectype_size(type);
     int rc = reel_secfile_writer_begin(w, name, type);
@@ -472,6 +474,7 @@ static int put_permuted(reel_secfile_writer *w, const char *name,
         for (uint64_t k = 0; k < m; k++)
             memcpy(tmp + k * size, s + (size_t)perm[at + k] * size, size);
         rc = reel_secfile_writer_append(w, tmp, m * size);
+        reel_progress_set(p, reel_secfile_writer_pos(w));
     }
     free(tmp);
     return rc ? rc : reel_secfile_writer_end(w);
@@ -517,14 +520,20 @@ int reel_dsbuild_write(reel_dsbuild *b, const char *dir, reel_diag *d)
     uint64_t ne = b->n_e;
     uint32_t *perm = reel_xmalloc((ne ? ne : 1) * sizeof *perm);
     reel_sort_perm_f64(b->e_ts, (uint32_t)ne, perm);
+    /* Events dominate the size: 25 bytes each plus their optional ids. */
+    reel_progress p;
+    reel_progress_start(&p, "writing dataset", "bytes",
+                        ne * 25 + b->e_id.n_bytes + b->e_req.n_bytes +
+                            b->v_title.n_bytes + b->v_desc.n_bytes);
     const char *meta = b->meta ? b->meta : "{}";
     char name[40];
     for (int k = 0; k < REEL_DICT__COUNT && !rc; k++) {
         snprintf(name, sizeof name, "dict.%s", dict_names[k]);
         rc = put_strs(w, name, &b->dict[k]);
     }
-    if (rc || (rc = reel_secfile_writer_add(w, "meta", REEL_SEC_BYTES, meta,
-                                            strlen(meta))) ||
+    if (rc ||
+        (rc = reel_secfile_writer_add(w, "meta", REEL_SEC_BYTES, meta,
+                                      strlen(meta))) ||
         (rc = put_strs(w, "video.id", &b->v_id)) ||
         (rc = put_strs(w, "video.title", &b->v_title)) ||
         (rc = put_strs(w, "video.description", &b->v_desc)) ||
@@ -558,26 +567,29 @@ int reel_dsbuild_write(reel_dsbuild *b, const char *dir, reel_diag *d)
                                       nu)) ||
         (rc = reel_secfile_writer_add(w, "user.signup", REEL_SEC_F64,
                                       b->u_signup, nu)) ||
-        (rc = put_permuted(w, "event.ts", REEL_SEC_F64, b->e_ts, perm, ne)) ||
-        (rc = put_permuted(w, "event.user", REEL_SEC_U32, b->e_user, perm,
-                           ne)) ||
-        (rc = put_permuted(w, "event.video", REEL_SEC_U32, b->e_video, perm,
-                           ne)) ||
-        (rc = put_permuted(w, "event.type", REEL_SEC_U8, b->e_type, perm,
-                           ne)) ||
-        (rc = put_permuted(w, "event.watch", REEL_SEC_F32, b->e_watch, perm,
-                           ne)) ||
+        (rc = put_permuted(w, "event.ts", REEL_SEC_F64, b->e_ts, perm, ne,
+                           &p)) ||
+        (rc = put_permuted(w, "event.user", REEL_SEC_U32, b->e_user, perm, ne,
+                           &p)) ||
+        (rc = put_permuted(w, "event.video", REEL_SEC_U32, b->e_video, perm, ne,
+                           &p)) ||
+        (rc = put_permuted(w, "event.type", REEL_SEC_U8, b->e_type, perm, ne,
+                           &p)) ||
+        (rc = put_permuted(w, "event.watch", REEL_SEC_F32, b->e_watch, perm, ne,
+                           &p)) ||
         (rc = put_permuted(w, "event.rating", REEL_SEC_F32, b->e_rating, perm,
-                           ne)) ||
+                           ne, &p)) ||
         (b->have_e_id &&
          (rc = put_strs_permuted(w, "event.id", &b->e_id, perm, ne))) ||
         (b->have_e_req &&
          (rc = put_strs_permuted(w, "event.request_id", &b->e_req, perm, ne))))
         goto fail;
     free(perm);
+    reel_progress_finish(&p);
     return reel_secfile_writer_commit(w, d);
 fail:
     free(perm);
+    reel_progress_finish(&p);
     reel_secfile_writer_free(w);
     return reel_diag_fail(d, rc, "cannot write the dataset in %s: %s", dir,
                           reel_strerror(rc));
@@ -602,9 +614,9 @@ static int get_strs(reel_secfile *f, const char *name, uint64_t n,
     snprintf(off_name, sizeof off_name, "%s.off", name);
     const reel_section *so, *sb;
     int rc;
-    if ((rc = reel_secfile_need(f, off_name, REEL_SEC_U64,
-                                n == UINT64_MAX ? UINT64_MAX : n + 1, &so,
-                                d)) ||
+    if ((rc =
+             reel_secfile_need(f, off_name, REEL_SEC_U64,
+                               n == UINT64_MAX ? UINT64_MAX : n + 1, &so, d)) ||
         (rc = reel_secfile_need(f, name, REEL_SEC_BYTES, UINT64_MAX, &sb, d)))
         return rc;
     if (so->count == 0 || so->count - 1 > UINT32_MAX - 1)
@@ -645,8 +657,8 @@ static int check_ids(const uint32_t *ids, uint64_t n, uint32_t limit,
     for (uint64_t i = 0; i < n; i++)
         if (ids[i] >= limit && !(allow_none && ids[i] == REEL_NONE))
             return reel_diag_fail(d, REEL_ECORRUPT,
-                                  "section '%s': id out of range at %llu",
-                                  name, (unsigned long long)i);
+                                  "section '%s': id out of range at %llu", name,
+                                  (unsigned long long)i);
     return 0;
 }
 
@@ -723,10 +735,10 @@ static int load(reel_dataset *ds, reel_diag *d)
     if ((rc = get_strs(f, "user.id", UINT64_MAX, &u->id, d)))
         return rc;
     uint64_t nu = u->n = u->id.n;
-    if ((rc = get_col(f, "user.zip", REEL_SEC_U32, nu,
-                      (const void **)&u->zip, d)) ||
-        (rc = get_col(f, "user.age", REEL_SEC_I16, nu,
-                      (const void **)&u->age, d)) ||
+    if ((rc = get_col(f, "user.zip", REEL_SEC_U32, nu, (const void **)&u->zip,
+                      d)) ||
+        (rc = get_col(f, "user.age", REEL_SEC_I16, nu, (const void **)&u->age,
+                      d)) ||
         (rc = get_col(f, "user.gender", REEL_SEC_U32, nu,
                       (const void **)&u->gender, d)) ||
         (rc = get_col(f, "user.country", REEL_SEC_U32, nu,
@@ -746,8 +758,8 @@ static int load(reel_dataset *ds, reel_diag *d)
         return rc;
 
     reel_events *e = &ds->e;
-    if ((rc = reel_secfile_need(f, "event.ts", REEL_SEC_F64, UINT64_MAX, &s,
-                                d)))
+    if ((rc =
+             reel_secfile_need(f, "event.ts", REEL_SEC_F64, UINT64_MAX, &s, d)))
         return rc;
     uint64_t ne = e->n = s->count;
     e->ts = s->data;
@@ -755,8 +767,8 @@ static int load(reel_dataset *ds, reel_diag *d)
                       (const void **)&e->user, d)) ||
         (rc = get_col(f, "event.video", REEL_SEC_U32, ne,
                       (const void **)&e->video, d)) ||
-        (rc = get_col(f, "event.type", REEL_SEC_U8, ne,
-                      (const void **)&e->type, d)) ||
+        (rc = get_col(f, "event.type", REEL_SEC_U8, ne, (const void **)&e->type,
+                      d)) ||
         (rc = get_col(f, "event.watch", REEL_SEC_F32, ne,
                       (const void **)&e->watch_s, d)) ||
         (rc = get_col(f, "event.rating", REEL_SEC_F32, ne,

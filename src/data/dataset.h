@@ -6,8 +6,8 @@
  * kind "dataset" (byte layout: docs/formats/dataset.md). String ids are
  * interned to dense integers: videos 0..n_videos, users 0..n_users, and
  * the small vocabularies (categories, languages, video types, tags,
- * genders, countries, occupations, postal codes) to dictionary ids. Events are sorted by
- * time (ties keep their input order), one array per field.
+ * genders, countries, occupations, postal codes) to dictionary ids. Events are
+ * sorted by time (ties keep their input order), one array per field.
  *
  * Missing values: NaN for floats, REEL_NONE for dictionary ids, -1 for
  * ages, the empty string for strings.

@@ -56,7 +56,8 @@ enum reel_movielens_layout reel_movielens_detect(const char *dir);
 /* Imports a MovieLens directory: ratings become events of type rating
  * (value and timestamp kept), genres become categories, the year becomes
  * published_at, titles are cleaned ("Matrix, The (1999)" -> "The Matrix").
- * Sets the builder's meta to {"source": "movielens-100k"|"movielens-latest"}. */
+ * Sets the builder's meta to {"source": "movielens-100k"|"movielens-latest"}.
+ */
 int reel_import_movielens(reel_dsbuild *b, const char *dir,
                           const reel_import_opts *o, reel_import_report *r,
                           reel_diag *d);

@@ -25,8 +25,8 @@ static int blank(const char *s, size_t len)
     return 1;
 }
 
-static int add_one(reel_dsbuild *b, enum kind k, const json_t *o,
-                   reel_arena *a, int implicit_videos, reel_diag *d)
+static int add_one(reel_dsbuild *b, enum kind k, const json_t *o, reel_arena *a,
+                   int implicit_videos, reel_diag *d)
 {
     int rc;
     switch (k) {
@@ -88,8 +88,9 @@ static int import(reel_dsbuild *b, enum kind k, const char *path,
         json_error_t jerr;
         json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!obj)
-            rc = reel_diag_fail(dd, REEL_EFORMAT, "invalid JSON: %s (column "
-                                                  "%d)",
+            rc = reel_diag_fail(dd, REEL_EFORMAT,
+                                "invalid JSON: %s (column "
+                                "%d)",
                                 jerr.text, jerr.column);
         else
             rc = add_one(b, k, obj, &a, implicit_videos, dd);

@@ -46,8 +46,7 @@ static int get_str(const json_t *o, const char *key, const char **out,
     return 0;
 }
 
-static int get_num(const json_t *o, const char *key, double *out,
-                   reel_diag *d)
+static int get_num(const json_t *o, const char *key, double *out, reel_diag *d)
 {
     const json_t *v = json_object_get(o, key);
     *out = NAN;
@@ -59,8 +58,7 @@ static int get_num(const json_t *o, const char *key, double *out,
     return 0;
 }
 
-static int get_time(const json_t *o, const char *key, double *out,
-                    reel_diag *d)
+static int get_time(const json_t *o, const char *key, double *out, reel_diag *d)
 {
     const json_t *v = json_object_get(o, key);
     *out = NAN;
@@ -71,8 +69,7 @@ static int get_time(const json_t *o, const char *key, double *out,
         return 0;
     }
     if (json_is_string(v) &&
-        reel_clock_parse(json_string_value(v), json_string_length(v), out) ==
-            0)
+        reel_clock_parse(json_string_value(v), json_string_length(v), out) == 0)
         return 0;
     return reel_diag_fail(d, REEL_EFORMAT,
                           "\"%s\" must be Unix seconds or an RFC 3339 time",
@@ -134,8 +131,8 @@ int reel_video_rec_from_json(const json_t *o, reel_arena *a,
         (rc = get_str(o, "language", &out->language, d)) ||
         (rc = get_str(o, "type", &out->type, d)) ||
         (rc = get_str(o, "media", &out->media, d)) ||
-        (rc = get_list(o, "categories", a, &out->categories,
-                       &out->n_categories, d)) ||
+        (rc = get_list(o, "categories", a, &out->categories, &out->n_categories,
+                       d)) ||
         (rc = get_list(o, "tags", a, &out->tags, &out->n_tags, d)) ||
         (rc = get_num(o, "duration_s", &out->duration_s, d)) ||
         (rc = get_time(o, "published_at", &out->published_at, d)))
@@ -145,8 +142,8 @@ int reel_video_rec_from_json(const json_t *o, reel_arena *a,
     return 0;
 }
 
-int reel_user_rec_from_json(const json_t *o, reel_arena *a,
-                            reel_user_rec *out, reel_diag *d)
+int reel_user_rec_from_json(const json_t *o, reel_arena *a, reel_user_rec *out,
+                            reel_diag *d)
 {
     *out = reel_user_rec_empty();
     int rc;

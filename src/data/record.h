@@ -25,8 +25,8 @@
 
 int reel_video_rec_from_json(const json_t *o, reel_arena *a,
                              reel_video_rec *out, reel_diag *d);
-int reel_user_rec_from_json(const json_t *o, reel_arena *a,
-                            reel_user_rec *out, reel_diag *d);
+int reel_user_rec_from_json(const json_t *o, reel_arena *a, reel_user_rec *out,
+                            reel_diag *d);
 
 /* An event as it arrives: user and video are ids still to be resolved to
  * indexes (rec.user and rec.video are left REEL_NONE). */

@@ -169,8 +169,7 @@ void reel_stats_print(const reel_dataset *ds, const reel_stats *s, FILE *out)
                     s->top_cat_videos[k],
                     (unsigned long long)s->top_cat_events[k]);
     }
-    fprintf(out, "\ninteractions (all events but impressions)\n  %-10s",
-            "per");
+    fprintf(out, "\ninteractions (all events but impressions)\n  %-10s", "per");
     for (int k = 0; k < REEL_STATS_NQ; k++)
         fprintf(out, " %8s", qnames[k]);
     fprintf(out, " %9s %8s\n", "mean", "none");
@@ -212,9 +211,9 @@ void reel_stats_print_json(const reel_dataset *ds, const reel_stats *s,
     json_t *top = json_array();
     for (uint32_t k = 0; k < s->n_top; k++) {
         json_t *c = json_object();
-        json_object_set_new(c, "category",
-                            json_string(reel_strs_get(cats, s->top_cat[k],
-                                                      NULL)));
+        json_object_set_new(
+            c, "category",
+            json_string(reel_strs_get(cats, s->top_cat[k], NULL)));
         json_object_set_new(c, "videos", json_integer(s->top_cat_videos[k]));
         json_object_set_new(c, "interactions",
                             json_integer((json_int_t)s->top_cat_events[k]));

@@ -30,7 +30,7 @@ typedef struct reel_stats {
     uint64_t per_type[REEL_EV__COUNT];
     uint32_t n_categories;
     uint32_t n_top;
-    uint32_t top_cat[REEL_STATS_TOP];      /* dictionary ids */
+    uint32_t top_cat[REEL_STATS_TOP];        /* dictionary ids */
     uint64_t top_cat_events[REEL_STATS_TOP]; /* events on its videos */
     uint32_t top_cat_videos[REEL_STATS_TOP]; /* videos with it as primary */
     reel_dist per_user, per_video;

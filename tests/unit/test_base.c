@@ -198,7 +198,6 @@ static void intern_gives_dense_ids(void **state)
     reel_intern_free(&in);
 }
 
-
 struct kv {
     double key;
     uint32_t idx;

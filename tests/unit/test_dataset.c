@@ -103,10 +103,9 @@ static void dataset_round_trips_every_column(void **state)
     assert_string_equal(reel_strs_get(cats, v->cat[v->cat_off[1]], NULL),
                         "Comedy");
     assert_int_equal(v->tag_off[2] - v->tag_off[1], 0);
-    assert_string_equal(
-        reel_strs_get(reel_dataset_dict(ds, REEL_DICT_LANGUAGE),
-                      v->language[0], NULL),
-        "en");
+    assert_string_equal(reel_strs_get(reel_dataset_dict(ds, REEL_DICT_LANGUAGE),
+                                      v->language[0], NULL),
+                        "en");
     assert_int_equal(v->language[1], REEL_NONE);
     assert_true(v->duration_s[0] == 5400.0f);
     assert_true(isnan(v->duration_s[1]));

@@ -22,9 +22,8 @@ static char *make_file(const char *dir)
         nums[i] = i * 3;
     assert_int_equal(
         reel_secfile_writer_add(w, "nums", REEL_SEC_U32, nums, 1000), 0);
-    assert_int_equal(reel_secfile_writer_add(w, "text", REEL_SEC_BYTES,
-                                             "hello", 5),
-                     0);
+    assert_int_equal(
+        reel_secfile_writer_add(w, "text", REEL_SEC_BYTES, "hello", 5), 0);
     assert_int_equal(reel_secfile_writer_begin(w, "stream", REEL_SEC_F64), 0);
     for (int i = 0; i < 10; i++) {
         double x = i * 0.5;
@@ -57,9 +56,9 @@ static void sections_round_trip_aligned(void **state)
     assert_int_equal(s->count, 10);
     assert_true(((const double *)s->data)[9] == 4.5);
     assert_null(reel_secfile_find(f, "missing"));
-    assert_int_equal(reel_secfile_need(f, "nums", REEL_SEC_F32, UINT64_MAX,
-                                       &s, &d),
-                     REEL_ECORRUPT);
+    assert_int_equal(
+        reel_secfile_need(f, "nums", REEL_SEC_F32, UINT64_MAX, &s, &d),
+        REEL_ECORRUPT);
     assert_non_null(strstr(d.msg, "nums"));
     reel_secfile_close(f);
     /* Asking for another kind of file is refused by name. */
@@ -112,8 +111,7 @@ static void damaged_files_are_refused_with_reasons(void **state)
 
     /* A flipped bit in a section's data. */
     corrupt(path, 64 + 10, 0x01);
-    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d),
-                     REEL_ECORRUPT);
+    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d), REEL_ECORRUPT);
     assert_non_null(strstr(d.msg, "'nums' checksum"));
     /* NOVERIFY skips data checksums but not structure. */
     assert_int_equal(
@@ -123,32 +121,28 @@ static void damaged_files_are_refused_with_reasons(void **state)
 
     /* A truncated file. */
     assert_int_equal(truncate(path, st.st_size - 1), 0);
-    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d),
-                     REEL_ECORRUPT);
+    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d), REEL_ECORRUPT);
     assert_non_null(strstr(d.msg, "truncated"));
     assert_int_equal(truncate(path, 10), 0);
-    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d),
-                     REEL_ECORRUPT);
+    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d), REEL_ECORRUPT);
 
     /* A damaged header and table. */
     free(path);
     path = make_file(dir);
     corrupt(path, 9, 0x01);
-    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d),
-                     REEL_ECORRUPT);
+    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d), REEL_ECORRUPT);
     assert_non_null(strstr(d.msg, "header"));
     free(path);
     path = make_file(dir);
     corrupt(path, st.st_size - 10, 0x40);
-    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d),
-                     REEL_ECORRUPT);
+    assert_int_equal(reel_secfile_open(path, "test", 0, &f, &d), REEL_ECORRUPT);
     assert_non_null(strstr(d.msg, "table"));
     /* Not a reel file at all. */
-    char *junk = test_write_file(dir, "junk", "this is not a reel file, no, "
-                                              "it is just some text here, long "
-                                              "enough to have a header.....");
-    assert_int_equal(reel_secfile_open(junk, "test", 0, &f, &d),
-                     REEL_ECORRUPT);
+    char *junk = test_write_file(dir, "junk",
+                                 "this is not a reel file, no, "
+                                 "it is just some text here, long "
+                                 "enough to have a header.....");
+    assert_int_equal(reel_secfile_open(junk, "test", 0, &f, &d), REEL_ECORRUPT);
     assert_non_null(strstr(d.msg, "magic"));
     assert_int_equal(reel_secfile_open("/nonexistent", "test", 0, &f, &d),
                      REEL_ENOENT);
