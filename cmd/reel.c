@@ -22,6 +22,8 @@ static const struct command commands[] = {
     {"synth", reel_cmd_synth,
      "simulate a streaming service and write a dataset into DIR"},
     {"stats", reel_cmd_stats, "describe the dataset in DIR"},
+    {"index", reel_cmd_index,
+     "build, query and describe vector indexes (HNSW, flat)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1,5 +1,6 @@
 #include "base/secfile.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -299,6 +300,7 @@ void reel_secfile_writer_free(reel_secfile_writer *w)
 /* ------------------------------------------------------------------- read */
 
 struct reel_secfile {
+    int writable;
     void *map;
     uint64_t size;
     uint32_t n;
@@ -332,14 +334,21 @@ int reel_secfile_open(const char *path, const char *kind, int flags,
     /* Populating up front is several times cheaper than taking a page
      * fault per 4 KiB later, and every section is read at least once by
      * the checksum pass anyway. */
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    int writable = flags & REEL_SECFILE_WRITABLE;
+    /* Populating a copy-on-write mapping would copy every page, so a
+     * writable one only asks the kernel to read ahead. */
+    void *map = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                     MAP_PRIVATE | (writable ? 0 : MAP_POPULATE), fd, 0);
     close(fd);
+    if (map != MAP_FAILED && writable)
+        madvise(map, size, MADV_WILLNEED);
     if (map == MAP_FAILED)
         return reel_diag_fail(d, REEL_EIO, "cannot map %s: %s", path,
                               strerror(errno));
     reel_secfile *f = reel_xcalloc(1, sizeof *f);
     f->map = map;
     f->size = size;
+    f->writable = writable;
     int rc;
     struct header h;
     memcpy(&h, map, sizeof h);
@@ -461,6 +470,12 @@ int reel_secfile_need(const reel_secfile *f, const char *name,
                               (int)type, (unsigned long long)count);
     *out = s;
     return 0;
+}
+
+void *reel_secfile_mutable(const reel_secfile *f, const reel_section *s)
+{
+    assert(f->writable);
+    return (void *)s->data;
 }
 
 uint64_t reel_secfile_size(const reel_secfile *f)

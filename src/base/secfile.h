@@ -77,7 +77,13 @@ int reel_secfile_writer_commit(reel_secfile_writer *w, reel_diag *d);
 /* Abandons the file (removes the temporary file); NULL is fine. */
 void reel_secfile_writer_free(reel_secfile_writer *w);
 
-enum { REEL_SECFILE_NOVERIFY = 1 };
+/* NOVERIFY skips the sections' checksums (structure is still checked).
+ * WRITABLE maps the file copy-on-write: the reader may change sections in
+ * memory (an index taking online updates); the file never changes. */
+enum { REEL_SECFILE_NOVERIFY = 1, REEL_SECFILE_WRITABLE = 2 };
+
+/* A writable view of a section (only with REEL_SECFILE_WRITABLE). */
+void *reel_secfile_mutable(const reel_secfile *f, const reel_section *s);
 
 int reel_secfile_open(const char *path, const char *kind, int flags,
                       reel_secfile **out, reel_diag *d);
