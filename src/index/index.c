@@ -175,8 +175,8 @@ static inline float from_ip(enum reel_metric m, float ip)
     return m == REEL_METRIC_IP ? -ip : 1.0f - ip;
 }
 
-float reel__index_qdist(const reel_index *ix, const struct query *q,
-                        const unsigned char *code)
+float reel__index_qdist_compact(const reel_index *ix, const struct query *q,
+                                const unsigned char *code)
 {
     const reel_dist_kernels *k = ix->k;
     uint32_t d = ix->o.dim;
@@ -487,6 +487,7 @@ static reel_index *alloc_index(const reel_index_opts *o)
     reel_index *ix = reel_xcalloc(1, sizeof *ix);
     ix->o = *o;
     ix->k = reel_dist_get();
+    ix->f32_fn = o->metric == REEL_METRIC_L2 ? ix->k->l2sq : ix->k->ip;
     if (o->kind == REEL_INDEX_HNSW) {
         ix->m = o->m;
         ix->m0 = 2 * o->m;

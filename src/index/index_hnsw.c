@@ -113,13 +113,15 @@ static size_t search_level(const reel_index *ix, struct scratch *s,
             if (vis->tags[nb] == tag)
                 continue;
             vis->tags[nb] = tag;
-            prefetch(rec_at(ix, nb) + ix->code_off);
+            unsigned char *nr = rec_at(ix, nb);
+            /* The vector now; the head (flags, links) is read if the
+             * neighbour is admitted, which most are. */
+            prefetch(nr + ix->code_off);
+            prefetch(nr);
             s->batch[nb_n++] = nb;
         }
         for (uint32_t j = 0; j < nb_n; j++) {
             uint32_t nb = s->batch[j];
-            if (j + 1 < nb_n)
-                prefetch(rec_at(ix, s->batch[j + 1]) + ix->code_off + 64);
             unsigned char *nr = rec_at(ix, nb);
             float dd = reel__index_qdist(ix, q, code_of(ix, nr));
             if (nt < ef || dd < bound) {

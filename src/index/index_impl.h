@@ -85,6 +85,7 @@ struct reel_index {
     uint32_t m, m0, rec_size, code_off, code_size;
     double level_mult;
     const reel_dist_kernels *k;
+    reel_dist_f32_fn f32_fn; /* the kernel for f32 storage's metric */
     const struct kind_ops *ops;
 
     _Atomic(unsigned char *) chunks[MAX_CHUNKS];
@@ -178,9 +179,24 @@ static inline pthread_mutex_t *lock_of(reel_index *ix, uint32_t id)
     return &ix->locks[(id * 2654435761u) >> 20 & (LOCK_STRIPES - 1)];
 }
 
-/* Distance from a prepared query to a stored code. */
-float reel__index_qdist(const reel_index *ix, const struct query *q,
-                        const unsigned char *code);
+/* Distance from a prepared query to a stored code (compact storage). */
+float reel__index_qdist_compact(const reel_index *ix, const struct query *q,
+                                const unsigned char *code);
+
+/* Distance from a prepared query to a stored code: float32 inline (the
+ * hot path of every search), compact kinds out of line. */
+static inline float reel__index_qdist(const reel_index *ix,
+                                      const struct query *q,
+                                      const unsigned char *code)
+{
+    if (__builtin_expect(ix->o.storage == REEL_VEC_F32, 1)) {
+        float x = ix->f32_fn(q->v, (const float *)code, ix->o.dim);
+        return ix->o.metric == REEL_METRIC_L2   ? x
+               : ix->o.metric == REEL_METRIC_IP ? -x
+                                                : 1.0f - x;
+    }
+    return reel__index_qdist_compact(ix, q, code);
+}
 /* Exact distance from a prepared query to item id's original vector. */
 float reel__index_exact(const reel_index *ix, const struct query *q,
                         uint32_t id);
