@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/synth_scale.sh: `reel synth` at full scale (100k users, 1M videos,
+# bench/lib/synth_scale.sh: `reel synth` at full scale (100k users, 1M videos,
 # enough days for ~50M events), timed, with its peak memory.
 #
-# Usage: bench/synth_scale.sh [--header] [REEL_BINARY]
+# Usage: bench/lib/synth_scale.sh [--header] [REEL_BINARY]
 #   REEL_BINARY defaults to $REEL, then build/reel under the repository.
 #   Environment: USERS (100000), VIDEOS (1000000), DAYS (31), SEED (42),
 #   THREADS (0 = one per CPU), TMPDIR (where the data goes, /tmp).
@@ -10,7 +10,7 @@
 # first); the data directory is removed afterwards, even on failure.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 header=0
 if [ "${1:-}" = "--header" ]; then
     header=1
