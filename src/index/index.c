@@ -499,6 +499,7 @@ static reel_index *alloc_index(const reel_index_opts *o)
     ix->code_off = (uint32_t)(sizeof(struct node_head) + 4 * ix->m0);
     ix->code_size = (uint32_t)code_size(o->storage, o->dim);
     ix->rec_size = (ix->code_off + ix->code_size + 15) & ~15u;
+    ix->pf_end = ix->code_off + (ix->code_size < 1024 ? ix->code_size : 1024);
     atomic_store(&ix->entry, NO_ENTRY);
     pthread_mutex_init(&ix->grow_lock, NULL);
     pthread_mutex_init(&ix->upper_lock, NULL);

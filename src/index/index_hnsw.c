@@ -114,10 +114,12 @@ static size_t search_level(const reel_index *ix, struct scratch *s,
                 continue;
             vis->tags[nb] = tag;
             unsigned char *nr = rec_at(ix, nb);
-            /* The vector now; the head (flags, links) is read if the
-             * neighbour is admitted, which most are. */
-            prefetch(nr + ix->code_off);
+            /* The whole vector now (the hardware prefetcher is too slow to
+             * follow a jump to a new record), and the head (flags, links),
+             * read if the neighbour is admitted, which most are. */
             prefetch(nr);
+            for (uint32_t o = ix->code_off; o < ix->pf_end; o += 64)
+                prefetch(nr + o);
             s->batch[nb_n++] = nb;
         }
         for (uint32_t j = 0; j < nb_n; j++) {

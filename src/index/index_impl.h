@@ -83,6 +83,7 @@ struct kind_ops {
 struct reel_index {
     reel_index_opts o;
     uint32_t m, m0, rec_size, code_off, code_size;
+    uint32_t pf_end; /* prefetch a record's vector up to here (<= 1 KiB) */
     double level_mult;
     const reel_dist_kernels *k;
     reel_dist_f32_fn f32_fn; /* the kernel for f32 storage's metric */
