@@ -233,21 +233,50 @@ static void link_back(reel_index *ix, struct scratch *s, uint32_t nb,
     pthread_mutex_unlock(lk);
 }
 
-static void set_links(reel_index *ix, uint32_t id, int level,
-                      const uint32_t *ids, uint32_t n)
+/*
+ * Sets id's own links at `level` to the selected ids. A fresh node may have
+ * gained links meanwhile: another thread can reach it through an upper
+ * level before its level-0 list is set, find nothing else, and link back to
+ * it, so those links are merged in (pruned by the heuristic when over
+ * capacity) rather than overwritten, or that other node would be left with
+ * no way in. An update replaces the list.
+ */
+static void set_links(reel_index *ix, struct scratch *s, uint32_t id,
+                      const struct query *q, int level, const uint32_t *ids,
+                      uint32_t n, int merge)
 {
     pthread_mutex_t *lk = lock_of(ix, id);
     pthread_mutex_lock(lk);
     struct linkref l = links_at(ix, rec_at(ix, id), level);
+    uint32_t have = merge ? ld(l.count) : 0;
+    uint32_t out[2 * REEL_INDEX_MAX_M];
+    uint32_t m = 0;
     for (uint32_t j = 0; j < n; j++)
-        atomic_store_explicit(&l.links[j], ids[j], memory_order_relaxed);
-    atomic_store_explicit(l.count, n, memory_order_release);
+        out[m++] = ids[j];
+    for (uint32_t j = 0; j < have && m < 2 * REEL_INDEX_MAX_M; j++) {
+        uint32_t o = ld(&l.links[j]);
+        int dup = o == id;
+        for (uint32_t t = 0; t < n && !dup; t++)
+            dup = out[t] == o;
+        if (!dup)
+            out[m++] = o;
+    }
+    if (m > l.cap) {
+        struct pair cand[2 * REEL_INDEX_MAX_M];
+        for (uint32_t j = 0; j < m; j++)
+            cand[j] = (struct pair){dist_to(ix, q, out[j]), out[j]};
+        m = select_neighbors(ix, s, cand, m, l.cap, out);
+    }
+    for (uint32_t j = 0; j < m; j++)
+        atomic_store_explicit(&l.links[j], out[j], memory_order_relaxed);
+    atomic_store_explicit(l.count, m, memory_order_release);
     pthread_mutex_unlock(lk);
 }
 
 /* Links `id` (its vector in place) into every level up to its own. */
 static void connect(reel_index *ix, struct scratch *s, uint32_t id,
-                    const float *vec, uint32_t ep, int top_level, int level)
+                    const float *vec, uint32_t ep, int top_level, int level,
+                    int fresh)
 {
     struct query q = {.v = vec, .norm2 = 0};
     for (uint32_t i = 0; i < ix->o.dim; i++)
@@ -272,7 +301,7 @@ static void connect(reel_index *ix, struct scratch *s, uint32_t id,
             ep = cand[0].id;
             ep_dist = cand[0].dist;
         }
-        set_links(ix, id, l, sel, n);
+        set_links(ix, s, id, &q, l, sel, n, fresh);
         for (uint32_t j = 0; j < n; j++)
             link_back(ix, s, sel[j], id, l);
     }
@@ -338,7 +367,7 @@ static int hnsw_insert(reel_index *ix, uint32_t id, const float *vec,
     }
     struct scratch *s = reel__scratch_get(ix);
     if (ep != id)
-        connect(ix, s, id, vec, ep, top, level);
+        connect(ix, s, id, vec, ep, top, level, fresh);
     reel__scratch_put(ix, s);
     if (raise) {
         atomic_store(&ix->entry, (uint64_t)level << 32 | id);

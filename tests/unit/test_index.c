@@ -195,6 +195,30 @@ static void hnsw_recall_at_default_ef(void **state)
     free(q);
 }
 
+/* A parallel build leaves no item without a way in: searching for each
+ * item's own vector finds it (a race once orphaned items whose only
+ * in-link was overwritten). */
+static void every_item_is_reachable_after_a_parallel_build(void **state)
+{
+    (void)state;
+    const uint32_t n = 6000, d = 16;
+    float *x = clustered(n, d, 20);
+    reel_index *h =
+        build(REEL_INDEX_HNSW, REEL_METRIC_L2, REEL_VEC_F32, x, n, d, 2);
+    reel_search_params p = {.ef = 200};
+    uint32_t missing = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        reel_hit top[1];
+        uint32_t nt;
+        assert_int_equal(
+            reel_index_search(h, x + (size_t)i * d, 1, &p, top, &nt), 0);
+        missing += top[0].id != i;
+    }
+    assert_int_equal(missing, 0);
+    reel_index_free(h);
+    free(x);
+}
+
 static void compact_vectors_keep_recall(void **state)
 {
     (void)state;
@@ -602,6 +626,7 @@ int main(void)
         cmocka_unit_test(kernels_agree_with_scalar_twins),
         cmocka_unit_test(flat_matches_naive_scan),
         cmocka_unit_test(hnsw_recall_at_default_ef),
+        cmocka_unit_test(every_item_is_reachable_after_a_parallel_build),
         cmocka_unit_test(compact_vectors_keep_recall),
         cmocka_unit_test(same_seed_same_graph),
         cmocka_unit_test(save_and_load_give_identical_results),
