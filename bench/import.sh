@@ -22,7 +22,7 @@ echo "sort by time, write the checksummed dataset with fsync) against pandas"
 echo "reading the same two CSVs, splitting genres and sorting by time (no"
 echo "output written). hyperfine, mean of 10 runs, whole processes."
 echo
-echo "| what | seconds | vs pandas |"
+echo "| what | seconds | time vs pandas (lower is faster) |"
 echo "|---|---:|---:|"
 echo "| reel import | $reel | $(awk -v a="$reel" -v b="$pd" 'BEGIN{printf "%.2fx", a/b}') |"
 echo "| pandas read_csv + split + sort | $pd | 1.00x |"

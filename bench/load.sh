@@ -17,7 +17,7 @@ echo "50k videos) and opens it five times; numpy loads the same six event"
 echo "columns from .npy files (no checksums, no validation). Best of five,"
 echo "page cache warm."
 echo
-echo "| what | seconds | vs numpy |"
+echo "| what | seconds | time vs numpy (lower is faster) |"
 echo "|---|---:|---:|"
 echo "| reel: open (map, verify CRCs and invariants, index ids) | $open | $(awk -v a="$open" -v b="$np" 'BEGIN{printf "%.2fx", a/b}') |"
 echo "| reel: open + one pass over the event columns | $scan | $(awk -v a="$scan" -v b="$np" 'BEGIN{printf "%.2fx", a/b}') |"
