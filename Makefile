@@ -5,6 +5,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -DCMAKE_BUILD_TYPE=RelWithDebInfo
+MAKEFLAGS  += --no-print-directory
 
 .PHONY: all build test test-fast run bench format clean
 
