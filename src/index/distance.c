@@ -54,6 +54,20 @@ float reel_dist_l2sq_scalar(const float *a, const float *b, size_t d)
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+static void ip_x4_scalar(const float *q, const float *const x[4], size_t d,
+                         float out[4])
+{
+    for (int i = 0; i < 4; i++)
+        out[i] = reel_dist_ip_scalar(q, x[i], d);
+}
+
+static void l2sq_x4_scalar(const float *q, const float *const x[4], size_t d,
+                           float out[4])
+{
+    for (int i = 0; i < 4; i++)
+        out[i] = reel_dist_l2sq_scalar(q, x[i], d);
+}
+
 static float ip_bf16_scalar(const float *q, const uint16_t *b, size_t d)
 {
     float s = 0;
@@ -81,8 +95,14 @@ static float ip_i8_scalar(const float *q, const int8_t *b, size_t d)
 }
 
 static const reel_dist_kernels k_scalar = {
-    "scalar",       reel_dist_ip_scalar, reel_dist_l2sq_scalar,
-    ip_bf16_scalar, l2sq_bf16_scalar,    ip_i8_scalar,
+    .name = "scalar",
+    .ip = reel_dist_ip_scalar,
+    .l2sq = reel_dist_l2sq_scalar,
+    .ip_x4 = ip_x4_scalar,
+    .l2sq_x4 = l2sq_x4_scalar,
+    .ip_bf16 = ip_bf16_scalar,
+    .l2sq_bf16 = l2sq_bf16_scalar,
+    .ip_i8 = ip_i8_scalar,
 };
 
 #if defined(__x86_64__)
@@ -193,8 +213,63 @@ AVX2 static float ip_i8_avx2(const float *q, const int8_t *b, size_t d)
     return s;
 }
 
+AVX2 static void ip_x4_avx2(const float *q, const float *const x[4], size_t d,
+                            float out[4])
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        s0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x[0] + i), s0);
+        s1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x[1] + i), s1);
+        s2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x[2] + i), s2);
+        s3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(x[3] + i), s3);
+    }
+    out[0] = hsum256(s0);
+    out[1] = hsum256(s1);
+    out[2] = hsum256(s2);
+    out[3] = hsum256(s3);
+    for (; i < d; i++)
+        for (int k = 0; k < 4; k++)
+            out[k] += q[i] * x[k][i];
+}
+
+AVX2 static void l2sq_x4_avx2(const float *q, const float *const x[4], size_t d,
+                              float out[4])
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        __m256 t0 = _mm256_sub_ps(qv, _mm256_loadu_ps(x[0] + i));
+        __m256 t1 = _mm256_sub_ps(qv, _mm256_loadu_ps(x[1] + i));
+        __m256 t2 = _mm256_sub_ps(qv, _mm256_loadu_ps(x[2] + i));
+        __m256 t3 = _mm256_sub_ps(qv, _mm256_loadu_ps(x[3] + i));
+        s0 = _mm256_fmadd_ps(t0, t0, s0);
+        s1 = _mm256_fmadd_ps(t1, t1, s1);
+        s2 = _mm256_fmadd_ps(t2, t2, s2);
+        s3 = _mm256_fmadd_ps(t3, t3, s3);
+    }
+    out[0] = hsum256(s0);
+    out[1] = hsum256(s1);
+    out[2] = hsum256(s2);
+    out[3] = hsum256(s3);
+    for (; i < d; i++)
+        for (int k = 0; k < 4; k++) {
+            float t = q[i] - x[k][i];
+            out[k] += t * t;
+        }
+}
+
 static const reel_dist_kernels k_avx2 = {
-    "avx2", ip_avx2, l2sq_avx2, ip_bf16_avx2, l2sq_bf16_avx2, ip_i8_avx2,
+    .name = "avx2",
+    .ip = ip_avx2,
+    .l2sq = l2sq_avx2,
+    .ip_x4 = ip_x4_avx2,
+    .l2sq_x4 = l2sq_x4_avx2,
+    .ip_bf16 = ip_bf16_avx2,
+    .l2sq_bf16 = l2sq_bf16_avx2,
+    .ip_i8 = ip_i8_avx2,
 };
 
 /* ------------------------------------------------------------ AVX-512 */
@@ -313,9 +388,75 @@ AVX512 static float ip_i8_avx512(const float *q, const int8_t *b, size_t d)
     return _mm512_reduce_add_ps(s0);
 }
 
+AVX512 static void ip_x4_avx512(const float *q, const float *const x[4],
+                                size_t d, float out[4])
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m512 qv = _mm512_loadu_ps(q + i);
+        s0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x[0] + i), s0);
+        s1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x[1] + i), s1);
+        s2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x[2] + i), s2);
+        s3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x[3] + i), s3);
+    }
+    if (i < d) {
+        __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
+        __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
+        s0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x[0] + i), s0);
+        s1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x[1] + i), s1);
+        s2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x[2] + i), s2);
+        s3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, x[3] + i), s3);
+    }
+    out[0] = _mm512_reduce_add_ps(s0);
+    out[1] = _mm512_reduce_add_ps(s1);
+    out[2] = _mm512_reduce_add_ps(s2);
+    out[3] = _mm512_reduce_add_ps(s3);
+}
+
+AVX512 static void l2sq_x4_avx512(const float *q, const float *const x[4],
+                                  size_t d, float out[4])
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m512 qv = _mm512_loadu_ps(q + i);
+        __m512 t0 = _mm512_sub_ps(qv, _mm512_loadu_ps(x[0] + i));
+        __m512 t1 = _mm512_sub_ps(qv, _mm512_loadu_ps(x[1] + i));
+        __m512 t2 = _mm512_sub_ps(qv, _mm512_loadu_ps(x[2] + i));
+        __m512 t3 = _mm512_sub_ps(qv, _mm512_loadu_ps(x[3] + i));
+        s0 = _mm512_fmadd_ps(t0, t0, s0);
+        s1 = _mm512_fmadd_ps(t1, t1, s1);
+        s2 = _mm512_fmadd_ps(t2, t2, s2);
+        s3 = _mm512_fmadd_ps(t3, t3, s3);
+    }
+    if (i < d) {
+        __mmask16 m = (__mmask16)((1u << (d - i)) - 1);
+        __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
+        __m512 t0 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x[0] + i));
+        __m512 t1 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x[1] + i));
+        __m512 t2 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x[2] + i));
+        __m512 t3 = _mm512_sub_ps(qv, _mm512_maskz_loadu_ps(m, x[3] + i));
+        s0 = _mm512_fmadd_ps(t0, t0, s0);
+        s1 = _mm512_fmadd_ps(t1, t1, s1);
+        s2 = _mm512_fmadd_ps(t2, t2, s2);
+        s3 = _mm512_fmadd_ps(t3, t3, s3);
+    }
+    out[0] = _mm512_reduce_add_ps(s0);
+    out[1] = _mm512_reduce_add_ps(s1);
+    out[2] = _mm512_reduce_add_ps(s2);
+    out[3] = _mm512_reduce_add_ps(s3);
+}
+
 static const reel_dist_kernels k_avx512 = {
-    "avx512",       ip_avx512,        l2sq_avx512,
-    ip_bf16_avx512, l2sq_bf16_avx512, ip_i8_avx512,
+    .name = "avx512",
+    .ip = ip_avx512,
+    .l2sq = l2sq_avx512,
+    .ip_x4 = ip_x4_avx512,
+    .l2sq_x4 = l2sq_x4_avx512,
+    .ip_bf16 = ip_bf16_avx512,
+    .l2sq_bf16 = l2sq_bf16_avx512,
+    .ip_i8 = ip_i8_avx512,
 };
 
 static int cpu_has(const char *name)

@@ -20,10 +20,15 @@
 typedef float (*reel_dist_f32_fn)(const float *a, const float *b, size_t d);
 typedef float (*reel_dist_bf16_fn)(const float *q, const uint16_t *b, size_t d);
 typedef float (*reel_dist_i8_fn)(const float *q, const int8_t *b, size_t d);
+/* Four float32 distances from one query at once: out[i] = f(q, x[i]).
+ * Independent accumulators keep the FMA units busy while loads arrive. */
+typedef void (*reel_dist_f32x4_fn)(const float *q, const float *const x[4],
+                                   size_t d, float out[4]);
 
 typedef struct reel_dist_kernels {
     const char *name; /* "avx512", "avx2" or "scalar" */
     reel_dist_f32_fn ip, l2sq;
+    reel_dist_f32x4_fn ip_x4, l2sq_x4;
     reel_dist_bf16_fn ip_bf16, l2sq_bf16;
     /* int8: the raw sum of q[i] * b[i]; the caller applies the scale. */
     reel_dist_i8_fn ip_i8;

@@ -488,6 +488,7 @@ static reel_index *alloc_index(const reel_index_opts *o)
     ix->o = *o;
     ix->k = reel_dist_get();
     ix->f32_fn = o->metric == REEL_METRIC_L2 ? ix->k->l2sq : ix->k->ip;
+    ix->f32x4_fn = o->metric == REEL_METRIC_L2 ? ix->k->l2sq_x4 : ix->k->ip_x4;
     if (o->kind == REEL_INDEX_HNSW) {
         ix->m = o->m;
         ix->m0 = 2 * o->m;

@@ -122,11 +122,28 @@ static size_t search_level(const reel_index *ix, struct scratch *s,
                 prefetch(nr + o);
             s->batch[nb_n++] = nb;
         }
-        for (uint32_t j = 0; j < nb_n; j++) {
+        /* Score the batch: four at a time for float32 (independent
+         * accumulators overlap the loads), one at a time otherwise. */
+        float dist[2 * REEL_INDEX_MAX_M + 1];
+        uint32_t j = 0;
+        if (ix->o.storage == REEL_VEC_F32)
+            for (; j + 4 <= nb_n; j += 4) {
+                const float *x4[4];
+                for (int t = 0; t < 4; t++)
+                    x4[t] =
+                        (const float *)code_of(ix, rec_at(ix, s->batch[j + t]));
+                ix->f32x4_fn(q->v, x4, ix->o.dim, dist + j);
+                for (int t = 0; t < 4; t++)
+                    dist[j + t] = reel__index_from_raw(ix, dist[j + t]);
+            }
+        for (; j < nb_n; j++)
+            dist[j] =
+                reel__index_qdist(ix, q, code_of(ix, rec_at(ix, s->batch[j])));
+        for (j = 0; j < nb_n; j++) {
             uint32_t nb = s->batch[j];
-            unsigned char *nr = rec_at(ix, nb);
-            float dd = reel__index_qdist(ix, q, code_of(ix, nr));
+            float dd = dist[j];
             if (nt < ef || dd < bound) {
+                unsigned char *nr = rec_at(ix, nb);
                 struct pair p = {dd, nb};
                 if (nc + 1 > s->cap_cand)
                     reel__scratch_grow(&s->cand, &s->cap_cand, nc + 1);

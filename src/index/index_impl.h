@@ -87,6 +87,7 @@ struct reel_index {
     double level_mult;
     const reel_dist_kernels *k;
     reel_dist_f32_fn f32_fn; /* the kernel for f32 storage's metric */
+    reel_dist_f32x4_fn f32x4_fn;
     const struct kind_ops *ops;
 
     _Atomic(unsigned char *) chunks[MAX_CHUNKS];
@@ -180,6 +181,14 @@ static inline pthread_mutex_t *lock_of(reel_index *ix, uint32_t id)
     return &ix->locks[(id * 2654435761u) >> 20 & (LOCK_STRIPES - 1)];
 }
 
+/* Maps a raw float32 kernel result to a distance for the metric. */
+static inline float reel__index_from_raw(const reel_index *ix, float x)
+{
+    return ix->o.metric == REEL_METRIC_L2   ? x
+           : ix->o.metric == REEL_METRIC_IP ? -x
+                                            : 1.0f - x;
+}
+
 /* Distance from a prepared query to a stored code (compact storage). */
 float reel__index_qdist_compact(const reel_index *ix, const struct query *q,
                                 const unsigned char *code);
@@ -191,10 +200,8 @@ static inline float reel__index_qdist(const reel_index *ix,
                                       const unsigned char *code)
 {
     if (__builtin_expect(ix->o.storage == REEL_VEC_F32, 1)) {
-        float x = ix->f32_fn(q->v, (const float *)code, ix->o.dim);
-        return ix->o.metric == REEL_METRIC_L2   ? x
-               : ix->o.metric == REEL_METRIC_IP ? -x
-                                                : 1.0f - x;
+        return reel__index_from_raw(
+            ix, ix->f32_fn(q->v, (const float *)code, ix->o.dim));
     }
     return reel__index_qdist_compact(ix, q, code);
 }

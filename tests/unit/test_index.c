@@ -116,6 +116,17 @@ static void kernels_agree_with_scalar_twins(void **state)
                                tol * 4);
             assert_float_equal(k->ip_i8(a, bi, d), s->ip_i8(a, bi, d),
                                tol * 100);
+            const float *x4[4] = {b, a, b + 1, a + 2};
+            float o4[4], r4[4];
+            size_t d4 = d > 690 ? 690 : d;
+            k->ip_x4(a, x4, d4, o4);
+            s->ip_x4(a, x4, d4, r4);
+            for (int t = 0; t < 4; t++)
+                assert_float_equal(o4[t], r4[t], tol * 4);
+            k->l2sq_x4(a, x4, d4, o4);
+            s->l2sq_x4(a, x4, d4, r4);
+            for (int t = 0; t < 4; t++)
+                assert_float_equal(o4[t], r4[t], tol * 8);
         }
     }
     /* bf16 rounds to nearest even and keeps NaN a NaN. */
