@@ -24,6 +24,8 @@ static const struct command commands[] = {
     {"stats", reel_cmd_stats, "describe the dataset in DIR"},
     {"index", reel_cmd_index,
      "build, query and describe vector indexes (HNSW, flat)"},
+    {"eval", reel_cmd_eval,
+     "evaluate recommendation methods offline (MovieLens protocols)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

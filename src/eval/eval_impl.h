@@ -1,0 +1,46 @@
+/* eval_impl: the methods' private interface inside src/eval. */
+#ifndef REEL_EVAL_IMPL_H
+#define REEL_EVAL_IMPL_H
+
+#include "data/interactions.h"
+#include "embed/vectors.h"
+#include "eval/eval.h"
+#include "index/index.h"
+
+struct method {
+    enum reel_method kind;
+    uint32_t n_items;
+    uint32_t *pop_count, *pop_order, *pop_rank;
+    uint64_t *nb_off; /* itemknn neighbours, CSR */
+    uint32_t *nb_id;
+    float *nb_sim;
+    float *score; /* scratch, zero between calls */
+    uint32_t *touched;
+    reel_vectors *vec; /* ann */
+    reel_index *ix;
+    float *qbuf;
+    reel_hit *hits;
+};
+
+int reel__method_fit(struct method *m, enum reel_method kind,
+                     const reel_inter *train, const reel_eval_opts *o,
+                     reel_diag *d);
+void reel__method_free(struct method *m);
+/* Up to k unseen videos for a user with history hist (oldest first);
+ * seen[v] != 0 marks the videos to exclude, also listed in seen_list. */
+uint32_t reel__method_recommend(struct method *m, const uint32_t *hist,
+                                uint32_t n_hist, const uint8_t *seen,
+                                const uint32_t *seen_list, uint32_t n_seen,
+                                uint32_t history_n, uint32_t k, uint32_t *out);
+
+/* The metrics of one ranked list against the relevant items (rel[v] != 0
+ * for the n_rel relevant ones), as reel_eval defines them. */
+struct case_metrics {
+    double precision, recall, ndcg, map, mrr, hr;
+    uint32_t hits_at[REEL_EVAL_KMAX + 1]; /* hits in the top r */
+};
+
+void reel__eval_case(const uint32_t *list, uint32_t n, const uint8_t *rel,
+                     uint32_t n_rel, uint32_t k, struct case_metrics *c);
+
+#endif

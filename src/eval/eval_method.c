@@ -1,0 +1,309 @@
+/* The methods reel_eval compares, behind one small interface. */
+#include "eval/eval_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+enum { KNN_NEIGHBOURS = 200 };
+
+static int cmp_pop(const void *a, const void *b, void *ctx)
+{
+    const uint32_t *cnt = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (cnt[x] != cnt[y])
+        return cnt[x] > cnt[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* Distinct items of user u in train, in first-seen order, into buf. */
+static uint32_t distinct(const reel_inter *x, uint32_t u, uint8_t *mark,
+                         uint32_t *buf)
+{
+    uint32_t n = 0;
+    for (uint64_t k = x->off[u]; k < x->off[u + 1]; k++)
+        if (!mark[x->item[k]]) {
+            mark[x->item[k]] = 1;
+            buf[n++] = x->item[k];
+        }
+    for (uint32_t i = 0; i < n; i++)
+        mark[buf[i]] = 0;
+    return n;
+}
+
+static void fit_popular(struct method *m, const reel_inter *tr)
+{
+    uint32_t ni = tr->n_items;
+    m->pop_count = reel_xcalloc(ni + 1, sizeof *m->pop_count);
+    uint8_t *mark = reel_xcalloc(ni + 1, 1);
+    uint32_t *buf = reel_xmalloc((ni + 1) * sizeof *buf);
+    /* Popularity counts users, not repeats. */
+    for (uint32_t u = 0; u < tr->n_users; u++) {
+        uint32_t n = distinct(tr, u, mark, buf);
+        for (uint32_t i = 0; i < n; i++)
+            m->pop_count[buf[i]]++;
+    }
+    m->pop_order = reel_xmalloc((ni + 1) * sizeof *m->pop_order);
+    for (uint32_t i = 0; i < ni; i++)
+        m->pop_order[i] = i;
+    qsort_r(m->pop_order, ni, sizeof *m->pop_order, cmp_pop, m->pop_count);
+    m->pop_rank = reel_xmalloc((ni + 1) * sizeof *m->pop_rank);
+    for (uint32_t i = 0; i < ni; i++)
+        m->pop_rank[m->pop_order[i]] = i;
+    free(mark);
+    free(buf);
+}
+
+struct simpair {
+    float sim;
+    uint32_t id;
+};
+
+static int cmp_sim(const void *a, const void *b)
+{
+    const struct simpair *x = a, *y = b;
+    if (x->sim != y->sim)
+        return x->sim > y->sim ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Item-item cosine over binary co-occurrence, top neighbours per item. */
+static void fit_itemknn(struct method *m, const reel_inter *tr)
+{
+    uint32_t ni = tr->n_items, nu = tr->n_users;
+    uint8_t *mark = reel_xcalloc(ni + 1, 1);
+    uint32_t *buf = reel_xmalloc((ni + 1) * sizeof *buf);
+    /* Distinct items per user (CSR) and users per item (its transpose). */
+    uint64_t *uoff = reel_xcalloc((size_t)nu + 1, sizeof *uoff);
+    uint32_t *uitems = reel_xmalloc((tr->off[nu] + 1) * sizeof *uitems);
+    uint64_t *ioff = reel_xcalloc((size_t)ni + 2, sizeof *ioff);
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t n = distinct(tr, u, mark, buf);
+        memcpy(uitems + uoff[u], buf, n * sizeof *buf);
+        uoff[u + 1] = uoff[u] + n;
+        for (uint32_t i = 0; i < n; i++)
+            ioff[buf[i] + 1]++;
+    }
+    for (uint32_t i = 0; i < ni; i++)
+        ioff[i + 1] += ioff[i];
+    uint32_t *iusers = reel_xmalloc((ioff[ni] + 1) * sizeof *iusers);
+    uint64_t *at = reel_xmalloc(((size_t)ni + 1) * sizeof *at);
+    memcpy(at, ioff, ((size_t)ni + 1) * sizeof *at);
+    for (uint32_t u = 0; u < nu; u++)
+        for (uint64_t k = uoff[u]; k < uoff[u + 1]; k++)
+            iusers[at[uitems[k]]++] = u;
+    free(at);
+    uint32_t *cnt = reel_xcalloc(ni + 1, sizeof *cnt);
+    uint32_t *touched = reel_xmalloc((ni + 1) * sizeof *touched);
+    struct simpair *cand = reel_xmalloc((ni + 1) * sizeof *cand);
+    m->nb_off = reel_xcalloc((size_t)ni + 1, sizeof *m->nb_off);
+    size_t cap = 0;
+    for (uint32_t i = 0; i < ni; i++) {
+        uint32_t nt = 0;
+        for (uint64_t a = ioff[i]; a < ioff[i + 1]; a++) {
+            uint32_t u = iusers[a];
+            for (uint64_t k = uoff[u]; k < uoff[u + 1]; k++) {
+                uint32_t j = uitems[k];
+                if (j == i)
+                    continue;
+                if (cnt[j]++ == 0)
+                    touched[nt++] = j;
+            }
+        }
+        double ni_ = (double)(ioff[i + 1] - ioff[i]);
+        for (uint32_t t = 0; t < nt; t++) {
+            uint32_t j = touched[t];
+            double nj = (double)(ioff[j + 1] - ioff[j]);
+            cand[t] = (struct simpair){(float)(cnt[j] / sqrt(ni_ * nj)), j};
+            cnt[j] = 0;
+        }
+        qsort(cand, nt, sizeof *cand, cmp_sim);
+        uint32_t keep = nt < KNN_NEIGHBOURS ? nt : KNN_NEIGHBOURS;
+        REEL_GROW(m->nb_id, cap, m->nb_off[i] + keep);
+        m->nb_sim = reel_xrealloc(m->nb_sim, cap * sizeof *m->nb_sim);
+        for (uint32_t t = 0; t < keep; t++) {
+            m->nb_id[m->nb_off[i] + t] = cand[t].id;
+            m->nb_sim[m->nb_off[i] + t] = cand[t].sim;
+        }
+        m->nb_off[i + 1] = m->nb_off[i] + keep;
+    }
+    free(cand);
+    free(cnt);
+    free(touched);
+    free(iusers);
+    free(ioff);
+    free(uitems);
+    free(uoff);
+    free(mark);
+    free(buf);
+}
+
+static int fit_ann(struct method *m, const reel_inter *tr,
+                   const reel_eval_opts *o, reel_diag *d)
+{
+    reel_progress p, *pp = o->quiet ? NULL : &p;
+    int rc = reel_item2vec_train(tr, &o->i2v, pp, &m->vec);
+    if (rc)
+        return reel_diag_fail(d, rc, "item2vec training failed: %s",
+                              reel_strerror(rc));
+    reel_index_opts io = reel_index_opts_default(
+        REEL_INDEX_HNSW, REEL_METRIC_COSINE, m->vec->dim);
+    if ((rc = reel_index_new(&io, &m->ix, d)))
+        return rc;
+    for (uint32_t i = 0; i < m->vec->n; i++)
+        if (m->vec->has[i] &&
+            (rc = reel_index_add(m->ix, i, reel_vectors_row(m->vec, i))))
+            return reel_diag_fail(d, rc, "indexing video %u failed", i);
+    m->qbuf = reel_xmalloc(m->vec->dim * sizeof *m->qbuf);
+    m->hits = reel_xmalloc((REEL_EVAL_KMAX + 1) * sizeof *m->hits);
+    return 0;
+}
+
+int reel__method_fit(struct method *m, enum reel_method kind,
+                     const reel_inter *tr, const reel_eval_opts *o,
+                     reel_diag *d)
+{
+    memset(m, 0, sizeof *m);
+    m->kind = kind;
+    m->n_items = tr->n_items;
+    m->score = reel_xcalloc(tr->n_items + 1, sizeof *m->score);
+    m->touched = reel_xmalloc((tr->n_items + 1) * sizeof *m->touched);
+    /* Every method falls back on popularity (cold users), and the report's
+     * popularity bias needs the ranks. */
+    fit_popular(m, tr);
+    if (kind == REEL_METHOD_ITEMKNN)
+        fit_itemknn(m, tr);
+    else if (kind == REEL_METHOD_ANN)
+        return fit_ann(m, tr, o, d);
+    return 0;
+}
+
+void reel__method_free(struct method *m)
+{
+    free(m->pop_count);
+    free(m->pop_order);
+    free(m->pop_rank);
+    free(m->nb_off);
+    free(m->nb_id);
+    free(m->nb_sim);
+    free(m->score);
+    free(m->touched);
+    free(m->qbuf);
+    free(m->hits);
+    reel_index_free(m->ix);
+    reel_vectors_free(m->vec);
+    memset(m, 0, sizeof *m);
+}
+
+/* Tops up out[n..k) with the most popular unseen items not already in it. */
+static uint32_t fill_popular(const struct method *m, const uint8_t *seen,
+                             uint32_t *out, uint32_t n, uint32_t k)
+{
+    for (uint32_t r = 0; r < m->n_items && n < k; r++) {
+        uint32_t it = m->pop_order[r];
+        if (seen[it])
+            continue;
+        int dup = 0;
+        for (uint32_t t = 0; t < n && !dup; t++)
+            dup = out[t] == it;
+        if (!dup)
+            out[n++] = it;
+    }
+    return n;
+}
+
+struct scored {
+    float s;
+    uint32_t id;
+};
+
+static int cmp_scored(const void *a, const void *b)
+{
+    const struct scored *x = a, *y = b;
+    if (x->s != y->s)
+        return x->s > y->s ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static uint32_t rec_itemknn(struct method *m, const uint32_t *hist,
+                            uint32_t n_hist, const uint8_t *seen, uint32_t k,
+                            uint32_t *out)
+{
+    uint32_t nt = 0;
+    for (uint32_t h = 0; h < n_hist; h++) {
+        uint32_t i = hist[h];
+        for (uint64_t t = m->nb_off[i]; t < m->nb_off[i + 1]; t++) {
+            uint32_t j = m->nb_id[t];
+            if (seen[j])
+                continue;
+            if (m->score[j] == 0)
+                m->touched[nt++] = j;
+            m->score[j] += m->nb_sim[t];
+        }
+    }
+    struct scored *c = reel_xmalloc((nt + 1) * sizeof *c);
+    for (uint32_t t = 0; t < nt; t++) {
+        c[t] = (struct scored){m->score[m->touched[t]], m->touched[t]};
+        m->score[m->touched[t]] = 0;
+    }
+    /* A partial selection would do; nt is small next to the catalogue. */
+    qsort(c, nt, sizeof *c, cmp_scored);
+    uint32_t n = nt < k ? nt : k;
+    for (uint32_t t = 0; t < n; t++)
+        out[t] = c[t].id;
+    free(c);
+    return fill_popular(m, seen, out, n, k);
+}
+
+static uint32_t rec_ann(struct method *m, const uint32_t *hist, uint32_t n_hist,
+                        const uint8_t *seen, const uint32_t *seen_list,
+                        uint32_t n_seen, uint32_t history_n, uint32_t k,
+                        uint32_t *out)
+{
+    uint32_t dim = m->vec->dim, used = 0;
+    memset(m->qbuf, 0, dim * sizeof *m->qbuf);
+    /* The query: the mean of the last N history videos that have vectors
+     * (newest first; repeats count again, as the server's ring would). */
+    for (uint32_t h = n_hist; h > 0 && used < history_n; h--) {
+        uint32_t it = hist[h - 1];
+        if (!m->vec->has[it])
+            continue;
+        const float *r = reel_vectors_row(m->vec, it);
+        for (uint32_t j = 0; j < dim; j++)
+            m->qbuf[j] += r[j];
+        used++;
+    }
+    uint32_t n = 0;
+    if (used) {
+        reel_filter f = {.exclude = seen_list, .n_exclude = n_seen};
+        uint32_t ef = 2 * k + n_seen;
+        reel_search_params p = {.ef = ef > 2000 ? 2000 : ef, .filter = &f};
+        reel_hit *hits = m->hits;
+        if (reel_index_search(m->ix, m->qbuf, k, &p, hits, &n))
+            n = 0;
+        for (uint32_t t = 0; t < n; t++)
+            out[t] = hits[t].id;
+    }
+    return fill_popular(m, seen, out, n, k);
+}
+
+uint32_t reel__method_recommend(struct method *m, const uint32_t *hist,
+                                uint32_t n_hist, const uint8_t *seen,
+                                const uint32_t *seen_list, uint32_t n_seen,
+                                uint32_t history_n, uint32_t k, uint32_t *out)
+{
+    switch (m->kind) {
+    case REEL_METHOD_POPULAR:
+        return fill_popular(m, seen, out, 0, k);
+    case REEL_METHOD_ITEMKNN:
+        return rec_itemknn(m, hist, n_hist, seen, k, out);
+    case REEL_METHOD_ANN:
+        return rec_ann(m, hist, n_hist, seen, seen_list, n_seen, history_n, k,
+                       out);
+    default:
+        return 0;
+    }
+}
