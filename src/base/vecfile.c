@@ -245,22 +245,28 @@ static int read_npy(const char *path, int want_int, void **out, uint64_t *n_out,
     return 0;
 }
 
+/* Reads a float (want_int 0: .fvecs or .npy) or int32 (1: .ivecs or .npy)
+ * matrix, choosing the reader by extension. */
+static int read_matrix(const char *path, int want_int, void **data,
+                       uint64_t *n, uint32_t *dim, reel_diag *d)
+{
+    const char *xvecs = want_int ? ".ivecs" : ".fvecs";
+    *data = NULL;
+    if (ends_with(path, xvecs))
+        return read_xvecs(path, data, n, dim, d);
+    if (ends_with(path, ".npy"))
+        return read_npy(path, want_int, data, n, dim, d);
+    return reel_diag_fail(d, REEL_EUNSUPPORTED,
+                          "%s: unknown %s file type (use %s or .npy)", path,
+                          want_int ? "matrix" : "vector", xvecs);
+}
+
 int reel_vecs_read(const char *path, reel_vecs *out, reel_diag *d)
 {
-    memset(out, 0, sizeof *out);
     void *data;
-    int rc;
-    if (ends_with(path, ".fvecs"))
-        rc = read_xvecs(path, &data, &out->n, &out->d, d);
-    else if (ends_with(path, ".npy"))
-        rc = read_npy(path, 0, &data, &out->n, &out->d, d);
-    else
-        return reel_diag_fail(d, REEL_EUNSUPPORTED,
-                              "%s: unknown vector file type (use .fvecs or "
-                              ".npy)",
-                              path);
-    if (rc == 0)
-        out->data = data;
+    memset(out, 0, sizeof *out);
+    int rc = read_matrix(path, 0, &data, &out->n, &out->d, d);
+    out->data = data;
     return rc;
 }
 
@@ -274,20 +280,10 @@ void reel_vecs_free(reel_vecs *v)
 
 int reel_ivecs_read(const char *path, reel_ivecs *out, reel_diag *d)
 {
-    memset(out, 0, sizeof *out);
     void *data;
-    int rc;
-    if (ends_with(path, ".ivecs"))
-        rc = read_xvecs(path, &data, &out->n, &out->d, d);
-    else if (ends_with(path, ".npy"))
-        rc = read_npy(path, 1, &data, &out->n, &out->d, d);
-    else
-        return reel_diag_fail(d, REEL_EUNSUPPORTED,
-                              "%s: unknown matrix file type (use .ivecs or "
-                              ".npy)",
-                              path);
-    if (rc == 0)
-        out->data = data;
+    memset(out, 0, sizeof *out);
+    int rc = read_matrix(path, 1, &data, &out->n, &out->d, d);
+    out->data = data;
     return rc;
 }
 
