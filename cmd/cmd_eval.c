@@ -13,8 +13,9 @@ static void help(FILE *out)
     fprintf(out,
             "usage: reel eval DIR --protocol P [--k 10] [--method M] [--json]\n"
             "                 [--seed 42] [--history 10] [--replay-train 0.8]\n"
-            "                 [--dim 64] [--epochs 10] [--window 5] "
-            "[--negatives 5]\n"
+            "                 [--embedding item2vec|als] [--dim 64] "
+            "[--epochs 10]\n"
+            "                 [--window 5] [--negatives 5]\n"
             "\n"
             "Evaluates recommendation methods offline on the dataset in DIR.\n"
             "\n"
@@ -31,9 +32,9 @@ static void help(FILE *out)
             "                  it) replayed in order, a request before each; "
             "HR@k,\n"
             "                  NDCG@k, MRR, latency\n"
-            "methods (all unless --method): popular, itemknn, ann (item2vec "
-            "vectors,\n"
-            "  mean of the last --history videos, HNSW retrieval)\n"
+            "methods (all unless --method): popular, itemknn, ann (item2vec\n"
+            "  (or --embedding als) vectors, mean of the last --history "
+            "videos,\n  HNSW retrieval)\n"
             "\n"
             "Writes DIR/reports/eval-PROTOCOL.{json,md,svg} (the svg plots "
             "recall@k\nfor k = 1..50) and prints a table, or JSON with "
@@ -63,7 +64,8 @@ int reel_cmd_eval(int argc, char **argv)
         O_DIM,
         O_EPOCHS,
         O_WINDOW,
-        O_NEG
+        O_NEG,
+        O_EMB
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -77,6 +79,7 @@ int reel_cmd_eval(int argc, char **argv)
         {"epochs", required_argument, 0, O_EPOCHS},
         {"window", required_argument, 0, O_WINDOW},
         {"negatives", required_argument, 0, O_NEG},
+        {"embedding", required_argument, 0, O_EMB},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -114,6 +117,15 @@ int reel_cmd_eval(int argc, char **argv)
         case O_JSON:
             json = 1;
             break;
+        case O_EMB:
+            if (!strcmp(optarg, "item2vec"))
+                o.embedding = 0;
+            else if (!strcmp(optarg, "als"))
+                o.embedding = 1;
+            else
+                return reel_cmd_usage_error(
+                    "eval", "unknown embedding '%s' (item2vec, als)", optarg);
+            break;
         case O_SEED:
             if (reel_cmd_parse_u64(optarg, 0, UINT64_MAX, &o.seed))
                 return reel_cmd_usage_error("eval", "bad --seed '%s'", optarg);
@@ -138,7 +150,7 @@ int reel_cmd_eval(int argc, char **argv)
                 return reel_cmd_usage_error("eval", "bad value '%s' for %s",
                                             optarg, argv[optind - 2]);
             if (c == O_DIM)
-                o.i2v.dim = (uint32_t)v;
+                o.i2v.dim = o.als.dim = (uint32_t)v;
             else if (c == O_EPOCHS)
                 o.i2v.epochs = (uint32_t)v;
             else if (c == O_WINDOW)

@@ -24,6 +24,8 @@ static const struct command commands[] = {
     {"stats", reel_cmd_stats, "describe the dataset in DIR"},
     {"index", reel_cmd_index,
      "build, query and describe vector indexes (HNSW, flat)"},
+    {"embed", reel_cmd_embed,
+     "learn item vectors from viewing logs (item2vec, ALS)"},
     {"eval", reel_cmd_eval,
      "evaluate recommendation methods offline (MovieLens protocols)"},
 };

@@ -21,10 +21,10 @@
  * Methods: POPULAR (training counts), ITEMKNN (item-item cosine over
  * co-occurrence, 200 neighbours, scores summed over the user's history),
  * ANN (the design's retrieval: the mean of the last N history videos'
- * item2vec vectors, queried in an HNSW index with the seen videos
- * excluded). FULL (retrieval + ranker) arrives with the ranking issue.
- * Thread rules: reel_eval_run() is single-threaded apart from the
- * embedding training it starts; the dataset is only read.
+ * item2vec (or, with embedding 1, ALS) vectors, queried in an HNSW index
+ * with the seen videos excluded). FULL (retrieval + ranker) arrives with the
+ * ranking issue. Thread rules: reel_eval_run() is single-threaded apart from
+ * the embedding training it starts; the dataset is only read.
  */
 #ifndef REEL_EVAL_EVAL_H
 #define REEL_EVAL_EVAL_H
@@ -34,6 +34,7 @@
 
 #include "base/err.h"
 #include "data/dataset.h"
+#include "embed/als.h"
 #include "embed/item2vec.h"
 
 enum reel_protocol { REEL_PROTO_RANDOM, REEL_PROTO_LAST, REEL_PROTO_REPLAY };
@@ -60,7 +61,9 @@ typedef struct reel_eval_opts {
     double replay_train; /* 0.8: share of events before the replay cut */
     uint32_t history_n;  /* 10: the ANN query's last-N */
     uint32_t methods;    /* bit set of enum reel_method; 0 = all */
+    int embedding;       /* ANN's vectors: 0 item2vec, 1 ALS */
     reel_item2vec_opts i2v;
+    reel_als_opts als;
     int quiet; /* no progress */
 } reel_eval_opts;
 

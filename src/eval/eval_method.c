@@ -145,9 +145,11 @@ static int fit_ann(struct method *m, const reel_inter *tr,
                    const reel_eval_opts *o, reel_diag *d)
 {
     reel_progress p, *pp = o->quiet ? NULL : &p;
-    int rc = reel_item2vec_train(tr, &o->i2v, pp, &m->vec);
+    int rc = o->embedding == 1 ? reel_als_train(tr, &o->als, pp, &m->vec)
+                               : reel_item2vec_train(tr, &o->i2v, pp, &m->vec);
     if (rc)
-        return reel_diag_fail(d, rc, "item2vec training failed: %s",
+        return reel_diag_fail(d, rc, "%s training failed: %s",
+                              o->embedding == 1 ? "ALS" : "item2vec",
                               reel_strerror(rc));
     reel_index_opts io = reel_index_opts_default(
         REEL_INDEX_HNSW, REEL_METRIC_COSINE, m->vec->dim);

@@ -97,5 +97,36 @@ expect 0 "$REEL" synth "$T/s2" --users 50 --videos 80 --days 3 --seed 7 --thread
 cmp -s "$T/s1/dataset.reel" "$T/s2/dataset.reel" && ok || bad "synth not deterministic"
 expect 0 "$REEL" stats "$T/s1";        contains "$T/out" "impression"
 
+# --- vector index: four 2-d vectors in .fvecs (dim, then floats)
+v() { printf '\x02\x00\x00\x00'; printf "$1$2"; }
+z='\x00\x00\x00\x00' one='\x00\x00\x80\x3f' two='\x00\x00\x00\x40'
+{ v "$z" "$z"; v "$one" "$z"; v "$z" "$two"; v "$two" "$two"; } >"$T/x.fvecs"
+expect 0 "$REEL" index build --vectors "$T/x.fvecs" --out "$T/x.idx" --threads 1
+contains "$T/out" "4 x 2"
+expect 0 "$REEL" index query --index "$T/x.idx" --queries "$T/x.fvecs" --k 1
+[ "$(tr '\n' ' ' <"$T/out")" = "0 1 2 3 " ] && ok || bad "index query: $(cat "$T/out")"
+contains "$T/err" "queries/s"
+expect 0 "$REEL" index stats --index "$T/x.idx" --json; contains "$T/out" '"count":4'
+expect 2 "$REEL" index build --vectors "$T/x.fvecs"
+expect 2 "$REEL" index build --vectors "$T/x.fvecs" --out "$T/y.idx" --metric cosinus
+head -c 20 "$T/x.fvecs" >"$T/cut.fvecs"
+expect 1 "$REEL" index build --vectors "$T/cut.fvecs" --out "$T/y.idx"
+contains "$T/err" "truncated"
+truncate -s 200 "$T/x.idx"
+expect 1 "$REEL" index stats --index "$T/x.idx"; contains "$T/err" "truncated"
+
+# --- embeddings and evaluation on the simulated service
+expect 0 "$REEL" embed "$T/s1" --dim 8 --epochs 1 --threads 1
+contains "$T/out" "item2vec:"
+[ -f "$T/s1/vectors/item2vec.reel" ] && ok || bad "no vectors file"
+expect 0 "$REEL" embed "$T/s1" --method als --dim 4 --iterations 2
+expect 0 "$REEL" eval "$T/s1" --protocol leave-last-out --dim 8 --epochs 1 --json
+contains "$T/out" '"itemknn"'
+[ -f "$T/s1/reports/eval-leave-last-out.svg" ] && ok || bad "no eval plot"
+expect 0 "$REEL" eval "$T/s1" --protocol replay --method popular
+contains "$T/out" "p50 us"
+expect 2 "$REEL" eval "$T/s1"
+expect 2 "$REEL" eval "$T/s1" --protocol sideways
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,5 +1,6 @@
-/* Unit tests of item2vec and the vectors file: planted structure is
- * recovered, one thread is deterministic, files round-trip. */
+/* Unit tests of src/embed: item2vec and ALS recover planted structure,
+ * one thread is deterministic, the BLAS Gram matrix agrees with its naive
+ * twin, the vectors file round-trips. */
 #include "testutil.h"
 
 #include <math.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "embed/als.h"
 #include "embed/item2vec.h"
 #include "embed/vectors.h"
 
@@ -84,6 +86,70 @@ static void item2vec_recovers_planted_groups(void **state)
     free(x.item);
 }
 
+/* Fraction of items whose nearest other item is in the same group. */
+static double group_purity(const reel_vectors *v)
+{
+    uint32_t right = 0;
+    for (uint32_t i = 0; i < 40; i++) {
+        double best = -2;
+        uint32_t arg = 0;
+        for (uint32_t j = 0; j < 40; j++) {
+            if (j == i)
+                continue;
+            double c =
+                cosine(reel_vectors_row(v, i), reel_vectors_row(v, j), v->dim);
+            if (c > best) {
+                best = c;
+                arg = j;
+            }
+        }
+        right += (i < 20) == (arg < 20);
+    }
+    return right / 40.0;
+}
+
+static void als_recovers_planted_groups(void **state)
+{
+    (void)state;
+    reel_inter x;
+    planted(&x);
+    reel_als_opts o = reel_als_opts_default();
+    o.dim = 8;
+    o.iterations = 10;
+    o.threads = 2;
+    reel_vectors *v;
+    assert_int_equal(reel_als_train(&x, &o, NULL, &v), 0);
+    assert_true(group_purity(v) == 1.0);
+    reel_vectors_free(v);
+    free(x.off);
+    free(x.item);
+}
+
+/* The BLAS Gram matrix (fast path) equals the naive triple loop. */
+static void gram_fast_and_naive_agree(void **state)
+{
+    (void)state;
+    enum { N = 301, D = 37 };
+    float *f = malloc(N * D * sizeof *f), g1[D * D], g2[D * D];
+    reel_rng r;
+    reel_rng_seed(&r, 9);
+    for (int i = 0; i < N * D; i++)
+        f[i] = (float)reel_rng_normal(&r);
+    reel_als_gram(f, N, D, g1);
+    reel_als_gram_naive(f, N, D, g2);
+    for (int i = 0; i < D * D; i++)
+        assert_float_equal(g1[i], g2[i], 1e-3 * fmax(1, fabs(g2[i])));
+    free(f);
+    /* And the Cholesky solve: A = [[4, 2], [2, 3]], b = [2, 1] -> x =
+     * [0.5, 0]; an indefinite matrix is refused. */
+    float a[4] = {4, 2, 2, 3}, b[2] = {2, 1};
+    assert_int_equal(reel_als_solve(a, b, 2), 0);
+    assert_float_equal(b[0], 0.5, 1e-6);
+    assert_float_equal(b[1], 0.0, 1e-6);
+    float bad[4] = {1, 2, 2, 1}, bb[2] = {1, 1};
+    assert_int_equal(reel_als_solve(bad, bb, 2), REEL_ERANGE);
+}
+
 static void vectors_file_round_trips_by_id(void **state)
 {
     (void)state;
@@ -140,6 +206,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(item2vec_recovers_planted_groups),
+        cmocka_unit_test(als_recovers_planted_groups),
+        cmocka_unit_test(gram_fast_and_naive_agree),
         cmocka_unit_test(vectors_file_round_trips_by_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

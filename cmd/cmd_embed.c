@@ -1,0 +1,185 @@
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/clock.h"
+#include "cmd.h"
+#include "data/dataset.h"
+#include "data/interactions.h"
+#include "embed/als.h"
+#include "embed/item2vec.h"
+#include "embed/vectors.h"
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "usage: reel embed DIR [--method item2vec|als] [--out FILE]\n"
+            "                      [--dim 64] [--epochs 10] [--window 5] "
+            "[--negatives 5]\n"
+            "                      [--min-count 1] [--iterations 15] "
+            "[--alpha 10]\n"
+            "                      [--seed 42] [--threads N]\n"
+            "\n"
+            "Learns item vectors from the viewing logs in DIR and writes "
+            "them\n(docs/formats/vectors.md) to FILE, by default "
+            "DIR/vectors/METHOD.reel.\n"
+            "\n"
+            "  item2vec  skip-gram with negative sampling over each user's\n"
+            "            time-ordered videos (--epochs, --window, "
+            "--negatives,\n"
+            "            --min-count); deterministic with --threads 1\n"
+            "  als       implicit-feedback ALS (--iterations, --alpha)\n");
+}
+
+int reel_cmd_embed(int argc, char **argv)
+{
+    enum {
+        O_METHOD = 256,
+        O_OUT,
+        O_DIM,
+        O_EPOCHS,
+        O_WINDOW,
+        O_NEG,
+        O_MINC,
+        O_ITER,
+        O_ALPHA,
+        O_SEED,
+        O_THREADS
+    };
+    static const struct option opts[] = {
+        {"method", required_argument, 0, O_METHOD},
+        {"out", required_argument, 0, O_OUT},
+        {"dim", required_argument, 0, O_DIM},
+        {"epochs", required_argument, 0, O_EPOCHS},
+        {"window", required_argument, 0, O_WINDOW},
+        {"negatives", required_argument, 0, O_NEG},
+        {"min-count", required_argument, 0, O_MINC},
+        {"iterations", required_argument, 0, O_ITER},
+        {"alpha", required_argument, 0, O_ALPHA},
+        {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, O_THREADS},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    reel_item2vec_opts io = reel_item2vec_opts_default();
+    reel_als_opts ao = reel_als_opts_default();
+    int als = 0, c;
+    const char *out = NULL;
+    uint64_t v;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_METHOD:
+            if (!strcmp(optarg, "als"))
+                als = 1;
+            else if (strcmp(optarg, "item2vec"))
+                return reel_cmd_usage_error(
+                    "embed", "unknown method '%s' (item2vec, als)", optarg);
+            break;
+        case O_OUT:
+            out = optarg;
+            break;
+        case O_SEED:
+            if (reel_cmd_parse_u64(optarg, 0, UINT64_MAX, &v))
+                return reel_cmd_usage_error("embed", "bad --seed '%s'", optarg);
+            io.seed = ao.seed = v;
+            break;
+        case O_ALPHA: {
+            char *end;
+            double a = strtod(optarg, &end);
+            if (*end || !(a >= 0 && a <= 1e6))
+                return reel_cmd_usage_error("embed", "bad --alpha '%s'",
+                                            optarg);
+            ao.alpha = a;
+            break;
+        }
+        case O_DIM:
+        case O_EPOCHS:
+        case O_WINDOW:
+        case O_NEG:
+        case O_MINC:
+        case O_ITER:
+        case O_THREADS:
+            if (reel_cmd_parse_u64(optarg, c == O_NEG ? 0 : 1,
+                                   c == O_DIM ? 1024 : 1000, &v))
+                return reel_cmd_usage_error("embed", "bad value '%s' for %s",
+                                            optarg, argv[optind - 2]);
+            if (c == O_DIM)
+                io.dim = ao.dim = (uint32_t)v;
+            else if (c == O_EPOCHS)
+                io.epochs = (uint32_t)v;
+            else if (c == O_WINDOW)
+                io.window = (uint32_t)v;
+            else if (c == O_NEG)
+                io.negatives = (uint32_t)v;
+            else if (c == O_MINC)
+                io.min_count = (uint32_t)v;
+            else if (c == O_ITER)
+                ao.iterations = (uint32_t)v;
+            else
+                io.threads = ao.threads = (int)v;
+            break;
+        case 'h':
+            help(stdout);
+            return REEL_EXIT_OK;
+        default:
+            return reel_cmd_usage_error("embed",
+                                        "unknown or incomplete "
+                                        "option '%s'",
+                                        argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return reel_cmd_usage_error("embed", "expected one data directory");
+    const char *dir = argv[optind];
+    char path[4096], msg[1024];
+    if (!out) {
+        snprintf(path, sizeof path, "%s/vectors", dir);
+        if (mkdir(path, 0755) && errno != EEXIST)
+            return reel_cmd_fail("embed", "cannot create %s: %s", path,
+                                 strerror(errno));
+        snprintf(path, sizeof path, "%s/vectors/%s.reel", dir,
+                 als ? "als" : "item2vec");
+        out = path;
+    }
+    reel_diag d;
+    reel_diag_clear(&d);
+    reel_dataset *ds;
+    if (reel_dataset_open(dir, &ds, &d)) {
+        reel_diag_format(&d, msg, sizeof msg);
+        return reel_cmd_fail("embed", "%s", msg);
+    }
+    double t0 = reel_clock_mono();
+    reel_inter x;
+    reel_inter_build(ds, NULL, &x);
+    reel_progress p;
+    reel_vectors *vec = NULL;
+    int rc = als ? reel_als_train(&x, &ao, &p, &vec)
+                 : reel_item2vec_train(&x, &io, &p, &vec);
+    reel_inter_free(&x);
+    if (rc) {
+        reel_dataset_close(ds);
+        return reel_cmd_fail("embed",
+                             "training failed: %s (no interactions "
+                             "or bad options)",
+                             reel_strerror(rc));
+    }
+    rc = reel_vectors_save(vec, ds, out, &d);
+    uint32_t have = 0;
+    for (uint32_t i = 0; i < vec->n; i++)
+        have += vec->has[i];
+    printf("%s: %u of %u videos, dim %u, in %.1fs -> %s\n",
+           als ? "als" : "item2vec", have, vec->n, vec->dim,
+           reel_clock_mono() - t0, out);
+    reel_vectors_free(vec);
+    reel_dataset_close(ds);
+    if (rc) {
+        reel_diag_format(&d, msg, sizeof msg);
+        return reel_cmd_fail("embed", "%s", msg);
+    }
+    return REEL_EXIT_OK;
+}
