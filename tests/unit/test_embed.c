@@ -114,8 +114,9 @@ static void als_recovers_planted_groups(void **state)
     reel_inter x;
     planted(&x);
     reel_als_opts o = reel_als_opts_default();
-    o.dim = 8;
+    o.dim = 8; /* above the true rank (2): regularisation must hold */
     o.iterations = 10;
+    o.lambda = 10;
     o.threads = 2;
     reel_vectors *v;
     assert_int_equal(reel_als_train(&x, &o, NULL, &v), 0);
