@@ -264,7 +264,8 @@ int reel_als_train(const reel_inter *x, const reel_als_opts *o,
                    d * sizeof(float));
             v->has[i] = 1;
         }
-        reel_vectors_normalize(v);
+        /* Not normalised: an item factor's length carries how broadly it
+         * is liked, which inner-product retrieval should keep. */
         *out = v;
     }
     free(uf);

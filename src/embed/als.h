@@ -9,7 +9,8 @@
  * x_u = (Y'Y + Y'(C_u - I)Y + lambda I)^-1 Y' C_u p_u. The Gram matrix Y'Y
  * is computed once per half-step with OpenBLAS (cblas_ssyrk), the small
  * systems by Cholesky; reel_als_gram_naive() is the slow twin the tests
- * compare with. The item factors (L2-normalised) are returned as vectors.
+ * compare with. The item factors are returned as vectors, not normalised
+ * (their length carries popularity; retrieve them by inner product).
  * Thread rules: the call runs on `threads` threads of its own.
  */
 #ifndef REEL_EMBED_ALS_H

@@ -151,8 +151,11 @@ static int fit_ann(struct method *m, const reel_inter *tr,
         return reel_diag_fail(d, rc, "%s training failed: %s",
                               o->embedding == 1 ? "ALS" : "item2vec",
                               reel_strerror(rc));
+    /* Unit vectors (item2vec) by cosine; factors whose length means
+     * something (ALS) by inner product. */
     reel_index_opts io = reel_index_opts_default(
-        REEL_INDEX_HNSW, REEL_METRIC_COSINE, m->vec->dim);
+        REEL_INDEX_HNSW,
+        m->vec->unit_norm ? REEL_METRIC_COSINE : REEL_METRIC_IP, m->vec->dim);
     if ((rc = reel_index_new(&io, &m->ix, d)))
         return rc;
     for (uint32_t i = 0; i < m->vec->n; i++)

@@ -10,6 +10,7 @@
 
 #include "base/rng.h"
 #include "embed/als.h"
+#include "embed/coldstart.h"
 #include "embed/item2vec.h"
 #include "embed/vectors.h"
 
@@ -120,6 +121,8 @@ static void als_recovers_planted_groups(void **state)
     o.threads = 2;
     reel_vectors *v;
     assert_int_equal(reel_als_train(&x, &o, NULL, &v), 0);
+    assert_false(v->unit_norm);
+    reel_vectors_normalize(v); /* purity is judged by cosine */
     assert_true(group_purity(v) == 1.0);
     reel_vectors_free(v);
     free(x.off);
@@ -149,6 +152,66 @@ static void gram_fast_and_naive_agree(void **state)
     assert_float_equal(b[1], 0.0, 1e-6);
     float bad[4] = {1, 2, 2, 1}, bb[2] = {1, 1};
     assert_int_equal(reel_als_solve(bad, bb, 2), REEL_ERANGE);
+}
+
+/* The ridge map from X to Y = X is the identity (lambda near 0). */
+static void ridge_map_is_identity_on_a_toy_case(void **state)
+{
+    (void)state;
+    enum { N = 200, F = 10 };
+    float *x = malloc(N * F * sizeof *x), w[F * F];
+    reel_rng r;
+    reel_rng_seed(&r, 4);
+    for (int i = 0; i < N * F; i++)
+        x[i] = (float)reel_rng_normal(&r);
+    assert_int_equal(reel_ridge_fit(x, x, NULL, N, F, F, 1e-6, w), 0);
+    for (int i = 0; i < F; i++)
+        for (int j = 0; j < F; j++)
+            assert_float_equal(w[i * F + j], i == j, 1e-3);
+    free(x);
+}
+
+/* Cold videos land next to the warm videos of their category. */
+static void cold_videos_map_to_their_category(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    reel_dsbuild *b;
+    reel_dsbuild_new(&b);
+    reel_diag d;
+    const char *cats[2][1] = {{"Drama"}, {"Comedy"}};
+    for (int i = 0; i < 24; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "v%d", i);
+        reel_video_rec v = reel_video_rec_empty();
+        v.id = id;
+        v.categories = cats[i % 2];
+        v.n_categories = 1;
+        assert_int_equal(reel_dsbuild_add_video(b, &v, NULL, &d), 0);
+    }
+    assert_int_equal(reel_dsbuild_write(b, dir, &d), 0);
+    reel_dsbuild_free(b);
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_vectors *cf;
+    reel_vectors_new(24, 2, "{}", &cf);
+    for (uint32_t i = 0; i < 20; i++) { /* videos 20..23 are cold */
+        reel_vectors_row(cf, i)[i % 2] = 1;
+        cf->has[i] = 1;
+    }
+    cf->unit_norm = 1;
+    uint32_t filled;
+    assert_int_equal(reel_cold_fill(ds, NULL, cf, 0.1, &filled), 0);
+    assert_int_equal(filled, 4);
+    for (uint32_t i = 20; i < 24; i++) {
+        assert_true(cf->has[i]);
+        const float *r = reel_vectors_row(cf, i);
+        assert_true(r[i % 2] > 0.99f && fabsf(r[1 - i % 2]) < 0.1f);
+    }
+    reel_vectors_free(cf);
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
 }
 
 static void vectors_file_round_trips_by_id(void **state)
@@ -209,6 +272,8 @@ int main(void)
         cmocka_unit_test(item2vec_recovers_planted_groups),
         cmocka_unit_test(als_recovers_planted_groups),
         cmocka_unit_test(gram_fast_and_naive_agree),
+        cmocka_unit_test(ridge_map_is_identity_on_a_toy_case),
+        cmocka_unit_test(cold_videos_map_to_their_category),
         cmocka_unit_test(vectors_file_round_trips_by_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
