@@ -21,6 +21,7 @@ static void help(FILE *out)
             "[--negatives 5]\n"
             "                      [--min-count 1] [--iterations 15] "
             "[--alpha 10]\n"
+            "                      [--lambda 50]\n"
             "                      [--seed 42] [--threads N]\n"
             "\n"
             "Learns item vectors from the viewing logs in DIR and writes "
@@ -47,7 +48,8 @@ int reel_cmd_embed(int argc, char **argv)
         O_ITER,
         O_ALPHA,
         O_SEED,
-        O_THREADS
+        O_THREADS,
+        O_LAMBDA
     };
     static const struct option opts[] = {
         {"method", required_argument, 0, O_METHOD},
@@ -61,6 +63,7 @@ int reel_cmd_embed(int argc, char **argv)
         {"alpha", required_argument, 0, O_ALPHA},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
+        {"lambda", required_argument, 0, O_LAMBDA},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -88,6 +91,15 @@ int reel_cmd_embed(int argc, char **argv)
                 return reel_cmd_usage_error("embed", "bad --seed '%s'", optarg);
             io.seed = ao.seed = v;
             break;
+        case O_LAMBDA: {
+            char *end;
+            double l = strtod(optarg, &end);
+            if (*end || !(l > 0 && l <= 1e6))
+                return reel_cmd_usage_error("embed", "bad --lambda '%s'",
+                                            optarg);
+            ao.lambda = l;
+            break;
+        }
         case O_ALPHA: {
             char *end;
             double a = strtod(optarg, &end);

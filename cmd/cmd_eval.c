@@ -13,9 +13,10 @@ static void help(FILE *out)
     fprintf(out,
             "usage: reel eval DIR --protocol P [--k 10] [--method M] [--json]\n"
             "                 [--seed 42] [--history 10] [--replay-train 0.8]\n"
-            "                 [--embedding item2vec|als] [--dim 64] "
+            "                 [--embedding als|item2vec] [--dim 64] "
             "[--epochs 10]\n"
-            "                 [--window 5] [--negatives 5]\n"
+            "                 [--window 5] [--negatives 5] [--lambda 50] "
+            "[--alpha 10]\n"
             "\n"
             "Evaluates recommendation methods offline on the dataset in DIR.\n"
             "\n"
@@ -65,7 +66,9 @@ int reel_cmd_eval(int argc, char **argv)
         O_EPOCHS,
         O_WINDOW,
         O_NEG,
-        O_EMB
+        O_EMB,
+        O_LAMBDA,
+        O_ALPHA
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -80,6 +83,8 @@ int reel_cmd_eval(int argc, char **argv)
         {"window", required_argument, 0, O_WINDOW},
         {"negatives", required_argument, 0, O_NEG},
         {"embedding", required_argument, 0, O_EMB},
+        {"lambda", required_argument, 0, O_LAMBDA},
+        {"alpha", required_argument, 0, O_ALPHA},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -135,6 +140,15 @@ int reel_cmd_eval(int argc, char **argv)
                 return reel_cmd_usage_error("eval",
                                             "--history must be in 1..1000");
             o.history_n = (uint32_t)v;
+            break;
+        case O_LAMBDA:
+            if (parse_double(optarg, 1e-6, 1e6, &o.als.lambda))
+                return reel_cmd_usage_error("eval", "bad --lambda '%s'",
+                                            optarg);
+            break;
+        case O_ALPHA:
+            if (parse_double(optarg, 0, 1e6, &o.als.alpha))
+                return reel_cmd_usage_error("eval", "bad --alpha '%s'", optarg);
             break;
         case O_REPLAY:
             if (parse_double(optarg, 0.01, 0.99, &o.replay_train))

@@ -16,7 +16,7 @@ reel_als_opts reel_als_opts_default(void)
     return (reel_als_opts){.dim = 64,
                            .iterations = 15,
                            .alpha = 10,
-                           .lambda = 0.1,
+                           .lambda = 50,
                            .seed = 42,
                            .threads = 0};
 }

@@ -53,6 +53,7 @@ reel_eval_opts reel_eval_opts_default(void)
                             .replay_train = 0.8,
                             .history_n = 10,
                             .methods = 0,
+                            .embedding = 1,
                             .i2v = reel_item2vec_opts_default(),
                             .als = reel_als_opts_default()};
 }

@@ -21,10 +21,12 @@
  * Methods: POPULAR (training counts), ITEMKNN (item-item cosine over
  * co-occurrence, 200 neighbours, scores summed over the user's history),
  * ANN (the design's retrieval: the mean of the last N history videos'
- * item2vec (or, with embedding 1, ALS) vectors, queried in an HNSW index
- * with the seen videos excluded). FULL (retrieval + ranker) arrives with the
- * ranking issue. Thread rules: reel_eval_run() is single-threaded apart from
- * the embedding training it starts; the dataset is only read.
+ * vectors, queried in an HNSW index with the seen videos excluded; the
+ * vectors are implicit-ALS factors by inner product (embedding 1, the
+ * default) or item2vec by cosine (embedding 0)). FULL (retrieval + ranker)
+ * arrives with the ranking issue. Thread rules: reel_eval_run() is
+ * single-threaded apart from the embedding training it starts; the dataset is
+ * only read.
  */
 #ifndef REEL_EVAL_EVAL_H
 #define REEL_EVAL_EVAL_H
