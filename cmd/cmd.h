@@ -28,6 +28,9 @@ int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)
 int reel_cmd_fail(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Parses a whole finite number in [min, max]; 0 on success. */
+int reel_cmd_parse_double(const char *s, double min, double max, double *out);
+
 /* Parses a whole decimal unsigned number in [min, max]; 0 on success. */
 int reel_cmd_parse_u64(const char *s, uint64_t min, uint64_t max,
                        uint64_t *out);

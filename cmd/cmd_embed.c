@@ -91,24 +91,16 @@ int reel_cmd_embed(int argc, char **argv)
                 return reel_cmd_usage_error("embed", "bad --seed '%s'", optarg);
             io.seed = ao.seed = v;
             break;
-        case O_LAMBDA: {
-            char *end;
-            double l = strtod(optarg, &end);
-            if (*end || !(l > 0 && l <= 1e6))
+        case O_LAMBDA:
+            if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &ao.lambda))
                 return reel_cmd_usage_error("embed", "bad --lambda '%s'",
                                             optarg);
-            ao.lambda = l;
             break;
-        }
-        case O_ALPHA: {
-            char *end;
-            double a = strtod(optarg, &end);
-            if (*end || !(a >= 0 && a <= 1e6))
+        case O_ALPHA:
+            if (reel_cmd_parse_double(optarg, 0, 1e6, &ao.alpha))
                 return reel_cmd_usage_error("embed", "bad --alpha '%s'",
                                             optarg);
-            ao.alpha = a;
             break;
-        }
         case O_DIM:
         case O_EPOCHS:
         case O_WINDOW:

@@ -42,16 +42,6 @@ static void help(FILE *out)
             "--json.\n");
 }
 
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int reel_cmd_eval(int argc, char **argv)
 {
     enum {
@@ -142,16 +132,16 @@ int reel_cmd_eval(int argc, char **argv)
             o.history_n = (uint32_t)v;
             break;
         case O_LAMBDA:
-            if (parse_double(optarg, 1e-6, 1e6, &o.als.lambda))
+            if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &o.als.lambda))
                 return reel_cmd_usage_error("eval", "bad --lambda '%s'",
                                             optarg);
             break;
         case O_ALPHA:
-            if (parse_double(optarg, 0, 1e6, &o.als.alpha))
+            if (reel_cmd_parse_double(optarg, 0, 1e6, &o.als.alpha))
                 return reel_cmd_usage_error("eval", "bad --alpha '%s'", optarg);
             break;
         case O_REPLAY:
-            if (parse_double(optarg, 0.01, 0.99, &o.replay_train))
+            if (reel_cmd_parse_double(optarg, 0.01, 0.99, &o.replay_train))
                 return reel_cmd_usage_error(
                     "eval", "--replay-train must be in 0.01..0.99");
             break;
