@@ -254,13 +254,12 @@ static void link_back(reel_index *ix, struct scratch *s, uint32_t nb,
  * Sets id's own links at `level` to the selected ids. A fresh node may have
  * gained links meanwhile: another thread can reach it through an upper
  * level before its level-0 list is set, find nothing else, and link back to
- * it, so those links are merged in (pruned by the heuristic when over
- * capacity) rather than overwritten, or that other node would be left with
- * no way in. An update replaces the list.
+ * it. Those links are kept, ahead of the selection, rather than
+ * overwritten, or that other node could be left with no way in. An update
+ * replaces the list.
  */
-static void set_links(reel_index *ix, struct scratch *s, uint32_t id,
-                      const struct query *q, int level, const uint32_t *ids,
-                      uint32_t n, int merge)
+static void set_links(reel_index *ix, uint32_t id, int level,
+                      const uint32_t *ids, uint32_t n, int merge)
 {
     pthread_mutex_t *lk = lock_of(ix, id);
     pthread_mutex_lock(lk);
@@ -268,21 +267,19 @@ static void set_links(reel_index *ix, struct scratch *s, uint32_t id,
     uint32_t have = merge ? ld(l.count) : 0;
     uint32_t out[2 * REEL_INDEX_MAX_M];
     uint32_t m = 0;
-    for (uint32_t j = 0; j < n; j++)
-        out[m++] = ids[j];
-    for (uint32_t j = 0; j < have && m < 2 * REEL_INDEX_MAX_M; j++) {
+    /* Links gained meanwhile come first and stay: their owners may have
+     * no other way in. The selection fills the remaining capacity. */
+    for (uint32_t j = 0; j < have && m < l.cap; j++) {
         uint32_t o = ld(&l.links[j]);
-        int dup = o == id;
-        for (uint32_t t = 0; t < n && !dup; t++)
-            dup = out[t] == o;
-        if (!dup)
+        if (o != id)
             out[m++] = o;
     }
-    if (m > l.cap) {
-        struct pair cand[2 * REEL_INDEX_MAX_M];
-        for (uint32_t j = 0; j < m; j++)
-            cand[j] = (struct pair){dist_to(ix, q, out[j]), out[j]};
-        m = select_neighbors(ix, s, cand, m, l.cap, out);
+    for (uint32_t j = 0; j < n && m < l.cap; j++) {
+        int dup = 0;
+        for (uint32_t t = 0; t < m && !dup; t++)
+            dup = out[t] == ids[j];
+        if (!dup)
+            out[m++] = ids[j];
     }
     for (uint32_t j = 0; j < m; j++)
         atomic_store_explicit(&l.links[j], out[j], memory_order_relaxed);
@@ -318,7 +315,7 @@ static void connect(reel_index *ix, struct scratch *s, uint32_t id,
             ep = cand[0].id;
             ep_dist = cand[0].dist;
         }
-        set_links(ix, s, id, &q, l, sel, n, fresh);
+        set_links(ix, id, l, sel, n, fresh);
         for (uint32_t j = 0; j < n; j++)
             link_back(ix, s, sel[j], id, l);
     }
