@@ -2,8 +2,8 @@
  * rng: seeded pseudo-random numbers (xoshiro256**, seeded by splitmix64)
  * and the distributions reel's simulator and samplers need.
  *
- * The same seed gives the same stream on every machine: no libc rand(), no
- * dependence on the platform's libm beyond exp/log/sqrt/cos. Streams for
+ * The same seed gives the same stream on every machine: not libc's generator,
+ * no dependence on the platform's libm beyond exp/log/sqrt/cos. Streams for
  * independent work (one per user, one per thread) come from
  * reel_rng_seed2(seed, stream), so parallel work stays deterministic.
  * reel_alias samples a fixed discrete distribution in O(1) (Vose's method).

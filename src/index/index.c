@@ -324,6 +324,18 @@ unsigned char *reel__index_ensure(reel_index *ix, uint32_t id)
     return p + (size_t)(id & (CHUNK_N - 1)) * ix->rec_size;
 }
 
+void reel__index_made_live(reel_index *ix, uint32_t id, uint8_t was)
+{
+    if ((was & (FLAG_LIVE | FLAG_DELETED)) != FLAG_LIVE)
+        atomic_fetch_add(&ix->n_live, 1);
+    if (was & FLAG_DELETED)
+        atomic_fetch_sub(&ix->n_deleted, 1);
+    uint64_t lim = atomic_load(&ix->id_limit);
+    while ((uint64_t)id + 1 > lim &&
+           !atomic_compare_exchange_weak(&ix->id_limit, &lim, (uint64_t)id + 1))
+        ;
+}
+
 uint64_t reel__index_upper_alloc(reel_index *ix, int levels)
 {
     uint64_t need = (uint64_t)levels * (ix->m + 1);

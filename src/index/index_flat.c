@@ -25,14 +25,7 @@ static int flat_insert(reel_index *ix, uint32_t id, const float *vec,
     reel__index_encode(ix, id, r, vec);
     atomic_store_explicit(&h->flags, FLAG_LIVE, memory_order_release);
     pthread_mutex_unlock(lk);
-    if (!live)
-        atomic_fetch_add(&ix->n_live, 1);
-    if (flags & FLAG_DELETED)
-        atomic_fetch_sub(&ix->n_deleted, 1);
-    uint64_t lim = atomic_load(&ix->id_limit);
-    while ((uint64_t)id + 1 > lim &&
-           !atomic_compare_exchange_weak(&ix->id_limit, &lim, (uint64_t)id + 1))
-        ;
+    reel__index_made_live(ix, id, flags);
     return 0;
 }
 

@@ -298,8 +298,13 @@ static void connect(reel_index *ix, struct scratch *s, uint32_t id,
     float ep_dist = dist_to(ix, &q, ep);
     for (int l = top_level; l > level; l--)
         greedy(ix, &q, l, &ep, &ep_dist);
-    uint32_t sel[2 * REEL_INDEX_MAX_M];
-    for (int l = level < top_level ? level : top_level; l >= 0; l--) {
+    /* Every level's own links are set before any neighbour links back:
+     * until then nothing leads here, so no other insert can find this
+     * node with an empty level-0 list and settle for it as its only
+     * neighbour (which left such nodes one prune away from unreachable). */
+    int from = level < top_level ? level : top_level;
+    uint32_t sel[MAX_LEVEL + 1][REEL_INDEX_MAX_M], n_sel[MAX_LEVEL + 1];
+    for (int l = from; l >= 0; l--) {
         size_t nt = search_level(ix, s, &q, ep, ep_dist, ix->o.ef_construction,
                                  l, NULL, 0);
         /* The nearest result seeds the next level down. */
@@ -310,15 +315,16 @@ static void connect(reel_index *ix, struct scratch *s, uint32_t id,
                 cand[nc++] = cand[i];
         /* M links of its own at every level, as hnswlib; neighbours keep
          * up to 2M at level 0 (link_back prunes). */
-        uint32_t n = select_neighbors(ix, s, cand, nc, ix->m, sel);
+        n_sel[l] = select_neighbors(ix, s, cand, nc, ix->m, sel[l]);
         if (nc) {
             ep = cand[0].id;
             ep_dist = cand[0].dist;
         }
-        set_links(ix, id, l, sel, n, fresh);
-        for (uint32_t j = 0; j < n; j++)
-            link_back(ix, s, sel[j], id, l);
+        set_links(ix, id, l, sel[l], n_sel[l], fresh);
     }
+    for (int l = from; l >= 0; l--)
+        for (uint32_t j = 0; j < n_sel[l]; j++)
+            link_back(ix, s, sel[l][j], id, l);
 }
 
 static int hnsw_insert(reel_index *ix, uint32_t id, const float *vec,
@@ -349,14 +355,7 @@ static int hnsw_insert(reel_index *ix, uint32_t id, const float *vec,
      * below (old in-links to it stay valid: they still lead here). */
     atomic_store_explicit(&h->flags, FLAG_LIVE, memory_order_release);
     pthread_mutex_unlock(lk);
-    if (fresh || (flags & FLAG_DELETED))
-        atomic_fetch_add(&ix->n_live, 1);
-    if (flags & FLAG_DELETED)
-        atomic_fetch_sub(&ix->n_deleted, 1);
-    uint64_t lim = atomic_load(&ix->id_limit);
-    while ((uint64_t)id + 1 > lim &&
-           !atomic_compare_exchange_weak(&ix->id_limit, &lim, (uint64_t)id + 1))
-        ;
+    reel__index_made_live(ix, id, flags);
 
     uint32_t ep;
     int top;

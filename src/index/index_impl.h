@@ -216,6 +216,9 @@ void reel__index_decode(const reel_index *ix, const unsigned char *rec,
                         float *out);
 /* Allocates the chunk holding id (and its f32 twin) if needed. */
 unsigned char *reel__index_ensure(reel_index *ix, uint32_t id);
+/* Updates the counts and the id limit after id was stored live; `was` is
+ * its flags before (a fresh slot, a tombstone, or live for an update). */
+void reel__index_made_live(reel_index *ix, uint32_t id, uint8_t was);
 /* Reserves upper-level blocks for `levels` levels; returns the index. */
 uint64_t reel__index_upper_alloc(reel_index *ix, int levels);
 /* Whether id passes the filter (allow bitmap and exclusions). */
