@@ -250,47 +250,25 @@ static void link_back(reel_index *ix, struct scratch *s, uint32_t nb,
     pthread_mutex_unlock(lk);
 }
 
-/*
- * Sets id's own links at `level` to the selected ids. A fresh node may have
- * gained links meanwhile: another thread can reach it through an upper
- * level before its level-0 list is set, find nothing else, and link back to
- * it. Those links are kept, ahead of the selection, rather than
- * overwritten, or that other node could be left with no way in. An update
- * replaces the list.
- */
+/* Sets id's own links at `level` (replacing any: nothing links to a fresh
+ * node yet, see connect, and an update re-selects them). */
 static void set_links(reel_index *ix, uint32_t id, int level,
-                      const uint32_t *ids, uint32_t n, int merge)
+                      const uint32_t *ids, uint32_t n)
 {
     pthread_mutex_t *lk = lock_of(ix, id);
     pthread_mutex_lock(lk);
     struct linkref l = links_at(ix, rec_at(ix, id), level);
-    uint32_t have = merge ? ld(l.count) : 0;
-    uint32_t out[2 * REEL_INDEX_MAX_M];
-    uint32_t m = 0;
-    /* Links gained meanwhile come first and stay: their owners may have
-     * no other way in. The selection fills the remaining capacity. */
-    for (uint32_t j = 0; j < have && m < l.cap; j++) {
-        uint32_t o = ld(&l.links[j]);
-        if (o != id)
-            out[m++] = o;
-    }
-    for (uint32_t j = 0; j < n && m < l.cap; j++) {
-        int dup = 0;
-        for (uint32_t t = 0; t < m && !dup; t++)
-            dup = out[t] == ids[j];
-        if (!dup)
-            out[m++] = ids[j];
-    }
-    for (uint32_t j = 0; j < m; j++)
-        atomic_store_explicit(&l.links[j], out[j], memory_order_relaxed);
-    atomic_store_explicit(l.count, m, memory_order_release);
+    if (n > l.cap)
+        n = l.cap;
+    for (uint32_t j = 0; j < n; j++)
+        atomic_store_explicit(&l.links[j], ids[j], memory_order_relaxed);
+    atomic_store_explicit(l.count, n, memory_order_release);
     pthread_mutex_unlock(lk);
 }
 
 /* Links `id` (its vector in place) into every level up to its own. */
 static void connect(reel_index *ix, struct scratch *s, uint32_t id,
-                    const float *vec, uint32_t ep, int top_level, int level,
-                    int fresh)
+                    const float *vec, uint32_t ep, int top_level, int level)
 {
     struct query q = {.v = vec, .norm2 = 0};
     for (uint32_t i = 0; i < ix->o.dim; i++)
@@ -320,7 +298,7 @@ static void connect(reel_index *ix, struct scratch *s, uint32_t id,
             ep = cand[0].id;
             ep_dist = cand[0].dist;
         }
-        set_links(ix, id, l, sel[l], n_sel[l], fresh);
+        set_links(ix, id, l, sel[l], n_sel[l]);
     }
     for (int l = from; l >= 0; l--)
         for (uint32_t j = 0; j < n_sel[l]; j++)
@@ -380,7 +358,7 @@ static int hnsw_insert(reel_index *ix, uint32_t id, const float *vec,
     }
     struct scratch *s = reel__scratch_get(ix);
     if (ep != id)
-        connect(ix, s, id, vec, ep, top, level, fresh);
+        connect(ix, s, id, vec, ep, top, level);
     reel__scratch_put(ix, s);
     if (raise) {
         atomic_store(&ix->entry, (uint64_t)level << 32 | id);
