@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "base/err.h"
+
 enum { REEL_EXIT_OK = 0, REEL_EXIT_ERROR = 1, REEL_EXIT_USAGE = 2 };
 
 int reel_cmd_import(int argc, char **argv);
@@ -27,6 +29,9 @@ int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)
 /* Prints "reel <cmd>: <message>"; returns 1. */
 int reel_cmd_fail(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Prints "reel <cmd>: file:line: reason" from a diag; returns 1. */
+int reel_cmd_fail_diag(const char *cmd, const reel_diag *d);
 
 /* Parses a whole finite number in [min, max]; 0 on success. */
 int reel_cmd_parse_double(const char *s, double min, double max, double *out);

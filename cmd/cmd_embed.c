@@ -140,7 +140,7 @@ int reel_cmd_embed(int argc, char **argv)
     if (optind != argc - 1)
         return reel_cmd_usage_error("embed", "expected one data directory");
     const char *dir = argv[optind];
-    char path[4096], msg[1024];
+    char path[4096];
     if (!out) {
         snprintf(path, sizeof path, "%s/vectors", dir);
         if (mkdir(path, 0755) && errno != EEXIST)
@@ -154,8 +154,7 @@ int reel_cmd_embed(int argc, char **argv)
     reel_diag_clear(&d);
     reel_dataset *ds;
     if (reel_dataset_open(dir, &ds, &d)) {
-        reel_diag_format(&d, msg, sizeof msg);
-        return reel_cmd_fail("embed", "%s", msg);
+        return reel_cmd_fail_diag("embed", &d);
     }
     double t0 = reel_clock_mono();
     reel_inter x;
@@ -182,8 +181,7 @@ int reel_cmd_embed(int argc, char **argv)
     reel_vectors_free(vec);
     reel_dataset_close(ds);
     if (rc) {
-        reel_diag_format(&d, msg, sizeof msg);
-        return reel_cmd_fail("embed", "%s", msg);
+        return reel_cmd_fail_diag("embed", &d);
     }
     return REEL_EXIT_OK;
 }

@@ -180,10 +180,8 @@ int reel_cmd_eval(int argc, char **argv)
     reel_diag d;
     reel_diag_clear(&d);
     reel_dataset *ds;
-    char msg[1024];
     if (reel_dataset_open(dir, &ds, &d)) {
-        reel_diag_format(&d, msg, sizeof msg);
-        return reel_cmd_fail("eval", "%s", msg);
+        return reel_cmd_fail_diag("eval", &d);
     }
     reel_eval_result res[REEL_METHOD__COUNT];
     uint32_t n;
@@ -191,15 +189,13 @@ int reel_cmd_eval(int argc, char **argv)
     int rc = reel_eval_run(ds, &o, res, &n, &d);
     reel_dataset_close(ds);
     if (rc) {
-        reel_diag_format(&d, msg, sizeof msg);
-        return reel_cmd_fail("eval", "%s", msg);
+        return reel_cmd_fail_diag("eval", &d);
     }
     char rdir[4096], stem[64];
     snprintf(rdir, sizeof rdir, "%s/reports", dir);
     snprintf(stem, sizeof stem, "eval-%s", reel_protocol_name(o.protocol));
     if (reel_eval_write_report(&o, res, n, rdir, stem, &d)) {
-        reel_diag_format(&d, msg, sizeof msg);
-        return reel_cmd_fail("eval", "%s", msg);
+        return reel_cmd_fail_diag("eval", &d);
     }
     if (json) {
         reel_eval_print_json(&o, res, n, stdout);

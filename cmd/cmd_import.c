@@ -36,13 +36,6 @@ static void help(FILE *out)
             "A malformed line stops the import with 'file:line: reason'.\n");
 }
 
-static int fail_diag(const reel_diag *d)
-{
-    char msg[1024];
-    reel_diag_format(d, msg, sizeof msg);
-    return reel_cmd_fail("import", "%s", msg);
-}
-
 int reel_cmd_import(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -133,7 +126,7 @@ int reel_cmd_import(int argc, char **argv)
     }
     if (rc) {
         reel_dsbuild_free(b);
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("import", &d);
     }
     reel_diag_clear(&d);
     rc = reel_dsbuild_write(b, dir, &d);
@@ -141,7 +134,7 @@ int reel_cmd_import(int argc, char **argv)
     uint64_t ne = reel_dsbuild_n_events(b);
     reel_dsbuild_free(b);
     if (rc)
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("import", &d);
     printf("imported %u videos, %u users, %llu events into %s in %.2fs", nv, nu,
            (unsigned long long)ne, dir, reel_clock_mono() - t0);
     if (r.n_skipped)

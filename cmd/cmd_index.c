@@ -53,13 +53,6 @@ static int usage(const char *fmt, const char *arg)
     return reel_cmd_usage_error("index", "%s", msg);
 }
 
-static int fail_diag(const reel_diag *d)
-{
-    char msg[1024];
-    reel_diag_format(d, msg, sizeof msg);
-    return reel_cmd_fail("index", "%s", msg);
-}
-
 static int parse_u32(const char *opt, const char *s, uint64_t min, uint64_t max,
                      uint32_t *out)
 {
@@ -153,7 +146,7 @@ static int build(int argc, char **argv)
     reel_vecs v;
     double t0 = reel_clock_mono();
     if (reel_vecs_read(vecs, &v, &d))
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("index", &d);
     if (v.n >= UINT32_MAX) {
         reel_vecs_free(&v);
         return reel_cmd_fail("index", "%s: too many vectors", vecs);
@@ -167,7 +160,7 @@ static int build(int argc, char **argv)
     reel_index *ix;
     if (reel_index_new(&o, &ix, &d)) {
         reel_vecs_free(&v);
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("index", &d);
     }
     reel_progress p;
     reel_progress_start(&p, "indexing", "vectors", v.n);
@@ -190,7 +183,7 @@ static int build(int argc, char **argv)
     reel_index_get_stats(ix, &s);
     reel_index_free(ix);
     if (rc)
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("index", &d);
     struct stat st;
     stat(outp, &st);
     printf("built %s index: %llu x %u, metric %s, storage %s, m %u, "
@@ -287,11 +280,11 @@ static int query(int argc, char **argv)
     reel_diag_clear(&d);
     reel_index *ix;
     if (reel_index_open(ixp, &ix, &d))
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("index", &d);
     reel_vecs q;
     if (reel_vecs_read(qp, &q, &d)) {
         reel_index_free(ix);
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("index", &d);
     }
     reel_index_stats st;
     reel_index_get_stats(ix, &st);
@@ -362,7 +355,7 @@ static int query(int argc, char **argv)
         reel_ivecs gt;
         if (reel_ivecs_read(gtp, &gt, &d)) {
             rc = REEL_EXIT_ERROR;
-            fail_diag(&d);
+            reel_cmd_fail_diag("index", &d);
         } else if (gt.n != q.n || gt.d < k) {
             rc = reel_cmd_fail("index",
                                "%s: %llu rows of %u ids, need %llu "
@@ -424,7 +417,7 @@ static int stats(int argc, char **argv)
     reel_index *ix;
     double t0 = reel_clock_mono();
     if (reel_index_open(ixp, &ix, &d))
-        return fail_diag(&d);
+        return reel_cmd_fail_diag("index", &d);
     double t_open = reel_clock_mono() - t0;
     reel_index_stats s;
     reel_index_get_stats(ix, &s);

@@ -47,9 +47,7 @@ int reel_cmd_stats(int argc, char **argv)
     reel_diag d;
     reel_diag_clear(&d);
     if (reel_dataset_open(argv[optind], &ds, &d)) {
-        char msg[1024];
-        reel_diag_format(&d, msg, sizeof msg);
-        return reel_cmd_fail("stats", "%s", msg);
+        return reel_cmd_fail_diag("stats", &d);
     }
     reel_stats s;
     reel_stats_compute(ds, &s);

@@ -136,9 +136,7 @@ int reel_cmd_synth(int argc, char **argv)
     reel_diag d;
     reel_diag_clear(&d);
     if (reel_synth_run_stats(&o, dir, &st, &d)) {
-        char msg[1024];
-        reel_diag_format(&d, msg, sizeof msg);
-        return reel_cmd_fail("synth", "%s", msg);
+        return reel_cmd_fail_diag("synth", &d);
     }
     printf("synth: %u users, %u videos, %llu events (%llu lists, %llu "
            "clicks, %llu watches) in %.1f s -> %s\n",

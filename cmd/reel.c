@@ -69,6 +69,13 @@ int reel_cmd_fail(const char *cmd, const char *fmt, ...)
     return REEL_EXIT_ERROR;
 }
 
+int reel_cmd_fail_diag(const char *cmd, const reel_diag *d)
+{
+    char msg[1024];
+    reel_diag_format(d, msg, sizeof msg);
+    return reel_cmd_fail(cmd, "%s", msg);
+}
+
 int reel_cmd_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     if (!s || !*s || *s == '-' || *s == '+')
