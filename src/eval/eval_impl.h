@@ -7,6 +7,11 @@
 #include "eval/eval.h"
 #include "index/index.h"
 
+struct scored {
+    float s;
+    uint32_t id;
+};
+
 struct method {
     enum reel_method kind;
     uint32_t n_items;
@@ -16,7 +21,8 @@ struct method {
     float *nb_sim;
     float *score; /* scratch, zero between calls */
     uint32_t *touched;
-    reel_vectors *vec; /* ann */
+    struct scored *ranked; /* itemknn: scored candidates, n_items */
+    reel_vectors *vec;     /* ann */
     reel_index *ix;
     float *qbuf;
     reel_hit *hits;

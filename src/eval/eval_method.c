@@ -179,9 +179,11 @@ int reel__method_fit(struct method *m, enum reel_method kind,
     /* Every method falls back on popularity (cold users), and the report's
      * popularity bias needs the ranks. */
     fit_popular(m, tr);
-    if (kind == REEL_METHOD_ITEMKNN)
+    if (kind == REEL_METHOD_ITEMKNN) {
         fit_itemknn(m, tr);
-    else if (kind == REEL_METHOD_ANN)
+        /* Scratch for ranking, so a request allocates nothing. */
+        m->ranked = reel_xmalloc((tr->n_items + 1) * sizeof *m->ranked);
+    } else if (kind == REEL_METHOD_ANN)
         return fit_ann(m, tr, o, d);
     return 0;
 }
@@ -196,6 +198,7 @@ void reel__method_free(struct method *m)
     free(m->nb_sim);
     free(m->score);
     free(m->touched);
+    free(m->ranked);
     free(m->qbuf);
     free(m->hits);
     reel_index_free(m->ix);
@@ -219,11 +222,6 @@ static uint32_t fill_popular(const struct method *m, const uint8_t *seen,
     }
     return n;
 }
-
-struct scored {
-    float s;
-    uint32_t id;
-};
 
 static int cmp_scored(const void *a, const void *b)
 {
@@ -249,7 +247,7 @@ static uint32_t rec_itemknn(struct method *m, const uint32_t *hist,
             m->score[j] += m->nb_sim[t];
         }
     }
-    struct scored *c = reel_xmalloc((nt + 1) * sizeof *c);
+    struct scored *c = m->ranked;
     for (uint32_t t = 0; t < nt; t++) {
         c[t] = (struct scored){m->score[m->touched[t]], m->touched[t]};
         m->score[m->touched[t]] = 0;
@@ -259,7 +257,6 @@ static uint32_t rec_itemknn(struct method *m, const uint32_t *hist,
     uint32_t n = nt < k ? nt : k;
     for (uint32_t t = 0; t < n; t++)
         out[t] = c[t].id;
-    free(c);
     return fill_popular(m, seen, out, n, k);
 }
 
