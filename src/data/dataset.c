@@ -442,6 +442,15 @@ int reel_dsbuild_add_event(reel_dsbuild *b, const reel_event_rec *e,
     return 0;
 }
 
+/* DIR/dataset.reel, allocated. */
+static char *dataset_path(const char *dir)
+{
+    size_t pl = strlen(dir) + sizeof REEL_DATASET_FILE + 2;
+    char *path = reel_xmalloc(pl);
+    snprintf(path, pl, "%s/%s", dir, REEL_DATASET_FILE);
+    return path;
+}
+
 /* ------------------------------------------------------------- writing */
 
 static int put_strs(reel_secfile_writer *w, const char *name,
@@ -508,9 +517,7 @@ int reel_dsbuild_write(reel_dsbuild *b, const char *dir, reel_diag *d)
     if (mkdir(dir, 0755) && errno != EEXIST)
         return reel_diag_fail(d, REEL_EIO, "cannot create %s: %s", dir,
                               strerror(errno));
-    size_t pl = strlen(dir) + sizeof REEL_DATASET_FILE + 2;
-    char *path = reel_xmalloc(pl);
-    snprintf(path, pl, "%s/%s", dir, REEL_DATASET_FILE);
+    char *path = dataset_path(dir);
     reel_secfile_writer *w = NULL;
     int rc = reel_secfile_writer_open(path, "dataset", &w, d);
     free(path);
@@ -799,9 +806,7 @@ static int load(reel_dataset *ds, reel_diag *d)
 int reel_dataset_open(const char *dir, reel_dataset **out, reel_diag *d)
 {
     *out = NULL;
-    size_t pl = strlen(dir) + sizeof REEL_DATASET_FILE + 2;
-    char *path = reel_xmalloc(pl);
-    snprintf(path, pl, "%s/%s", dir, REEL_DATASET_FILE);
+    char *path = dataset_path(dir);
     reel_dataset *ds = reel_xcalloc(1, sizeof *ds);
     int rc = reel_secfile_open(path, "dataset", 0, &ds->f, d);
     if (rc == 0) {
