@@ -17,8 +17,9 @@ static void help(FILE *out)
 {
     fprintf(out,
             "usage: reel embed DIR [--method item2vec|als] [--out FILE]\n"
-            "                      [--dim 64] [--epochs 10] [--window 5] "
+            "                      [--dim 64] [--epochs 5] [--window 50] "
             "[--negatives 5]\n"
+            "                      [--prior 0.06]\n"
             "                      [--min-count 1] [--iterations 15] "
             "[--alpha 10]\n"
             "                      [--lambda 50]\n"
@@ -31,7 +32,10 @@ static void help(FILE *out)
             "  item2vec  skip-gram with negative sampling over each user's\n"
             "            time-ordered videos (--epochs, --window, "
             "--negatives,\n"
-            "            --min-count); deterministic with --threads 1\n"
+            "            --min-count); deterministic with --threads 1; "
+            "--prior W\n"
+            "            appends W * ln(popularity) as a last coordinate "
+            "(0: none)\n"
             "  als       implicit-feedback ALS (--iterations, --alpha)\n");
 }
 
@@ -49,7 +53,8 @@ int reel_cmd_embed(int argc, char **argv)
         O_ALPHA,
         O_SEED,
         O_THREADS,
-        O_LAMBDA
+        O_LAMBDA,
+        O_PRIOR
     };
     static const struct option opts[] = {
         {"method", required_argument, 0, O_METHOD},
@@ -61,6 +66,7 @@ int reel_cmd_embed(int argc, char **argv)
         {"min-count", required_argument, 0, O_MINC},
         {"iterations", required_argument, 0, O_ITER},
         {"alpha", required_argument, 0, O_ALPHA},
+        {"prior", required_argument, 0, O_PRIOR},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"lambda", required_argument, 0, O_LAMBDA},
@@ -94,6 +100,11 @@ int reel_cmd_embed(int argc, char **argv)
         case O_LAMBDA:
             if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &ao.lambda))
                 return reel_cmd_usage_error("embed", "bad --lambda '%s'",
+                                            optarg);
+            break;
+        case O_PRIOR:
+            if (reel_cmd_parse_double(optarg, 0, 10, &io.prior))
+                return reel_cmd_usage_error("embed", "bad --prior '%s' (0..10)",
                                             optarg);
             break;
         case O_ALPHA:

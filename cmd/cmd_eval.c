@@ -12,11 +12,11 @@ static void help(FILE *out)
 {
     fprintf(out,
             "usage: reel eval DIR --protocol P [--k 10] [--method M] [--json]\n"
-            "                 [--seed 42] [--history 10] [--replay-train 0.8]\n"
-            "                 [--embedding als|item2vec] [--dim 64] "
-            "[--epochs 10]\n"
-            "                 [--window 5] [--negatives 5] [--lambda 50] "
-            "[--alpha 10]\n"
+            "                 [--seed 42] [--history N] [--replay-train 0.8]\n"
+            "                 [--embedding item2vec|als] [--dim 64] "
+            "[--epochs 5]\n"
+            "                 [--window 50] [--negatives 5] [--prior 0.06]\n"
+            "                 [--lambda 50] [--alpha 10]\n"
             "\n"
             "Evaluates recommendation methods offline on the dataset in DIR.\n"
             "\n"
@@ -34,8 +34,9 @@ static void help(FILE *out)
             "HR@k,\n"
             "                  NDCG@k, MRR, latency\n"
             "methods (all unless --method): popular, itemknn, ann (item2vec\n"
-            "  (or --embedding als) vectors, mean of the last --history "
-            "videos,\n  HNSW retrieval)\n"
+            "  vectors with a popularity prior (--prior), or --embedding als;\n"
+            "  the mean of the last --history videos (default 10; the whole\n"
+            "  training profile under random-75-25) queries an HNSW index)\n"
             "\n"
             "Writes DIR/reports/eval-PROTOCOL.{json,md,svg} (the svg plots "
             "recall@k\nfor k = 1..50) and prints a table, or JSON with "
@@ -58,7 +59,8 @@ int reel_cmd_eval(int argc, char **argv)
         O_NEG,
         O_EMB,
         O_LAMBDA,
-        O_ALPHA
+        O_ALPHA,
+        O_PRIOR
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -75,6 +77,7 @@ int reel_cmd_eval(int argc, char **argv)
         {"embedding", required_argument, 0, O_EMB},
         {"lambda", required_argument, 0, O_LAMBDA},
         {"alpha", required_argument, 0, O_ALPHA},
+        {"prior", required_argument, 0, O_PRIOR},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -136,6 +139,11 @@ int reel_cmd_eval(int argc, char **argv)
                 return reel_cmd_usage_error("eval", "bad --lambda '%s'",
                                             optarg);
             break;
+        case O_PRIOR:
+            if (reel_cmd_parse_double(optarg, 0, 10, &o.i2v.prior))
+                return reel_cmd_usage_error("eval", "bad --prior '%s' (0..10)",
+                                            optarg);
+            break;
         case O_ALPHA:
             if (reel_cmd_parse_double(optarg, 0, 1e6, &o.als.alpha))
                 return reel_cmd_usage_error("eval", "bad --alpha '%s'", optarg);
@@ -150,7 +158,7 @@ int reel_cmd_eval(int argc, char **argv)
         case O_WINDOW:
         case O_NEG:
             if (reel_cmd_parse_u64(optarg, c == O_NEG ? 0 : 1,
-                                   c == O_DIM ? 1024 : 100, &v))
+                                   c == O_DIM ? 1024 : 1000, &v))
                 return reel_cmd_usage_error("eval", "bad value '%s' for %s",
                                             optarg, argv[optind - 2]);
             if (c == O_DIM)

@@ -164,13 +164,16 @@ int reel_cold_fill(const reel_dataset *ds, const reel_vectors *content,
                 s += (double)xi[k] * w[(size_t)k * dout + c];
             out[c] = (float)s;
         }
+        /* With a prior the last coordinate is the predicted popularity
+         * term; the rest is unit length like the trained rows. */
+        uint32_t du = cf->prior ? dout - 1 : dout;
         double n2 = 0;
-        for (uint32_t c = 0; c < dout; c++)
+        for (uint32_t c = 0; c < du; c++)
             n2 += (double)out[c] * out[c];
         if (n2 <= 0)
             continue;
-        if (cf->unit_norm)
-            for (uint32_t c = 0; c < dout; c++)
+        if (cf->unit_norm || cf->prior)
+            for (uint32_t c = 0; c < du; c++)
                 out[c] = (float)(out[c] / sqrt(n2));
         cf->has[i] = 1;
         (*n_filled)++;

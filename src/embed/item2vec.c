@@ -13,12 +13,13 @@
 reel_item2vec_opts reel_item2vec_opts_default(void)
 {
     return (reel_item2vec_opts){.dim = 64,
-                                .window = 5,
+                                .window = 50,
                                 .negatives = 5,
-                                .epochs = 10,
+                                .epochs = 5,
                                 .min_count = 1,
                                 .subsample = 1e-3,
                                 .lr = 0.025,
+                                .prior = 0.06,
                                 .seed = 42,
                                 .threads = 0};
 }
@@ -123,12 +124,33 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Appends the popularity coordinate (docs/formats/vectors.md). */
+static void add_prior(reel_vectors **vp, const uint32_t *count, uint64_t total,
+                      double w)
+{
+    reel_vectors *v = *vp, *pv;
+    uint32_t dim = v->dim;
+    reel_vectors_new(v->n, dim + 1, v->source, &pv);
+    for (uint32_t i = 0; i < v->n; i++) {
+        if (!v->has[i])
+            continue;
+        float *r = reel_vectors_row(pv, i);
+        memcpy(r, reel_vectors_row(v, i), dim * sizeof *r);
+        r[dim] = (float)(w * log(((double)count[i] + 1) / (double)total));
+        pv->has[i] = 1;
+    }
+    pv->prior = 1;
+    reel_vectors_free(v);
+    *vp = pv;
+}
+
 int reel_item2vec_train(const reel_inter *x, const reel_item2vec_opts *o,
                         reel_progress *p, reel_vectors **out)
 {
     *out = NULL;
     if (o->dim < 1 || o->dim > 4096 || o->window < 1 || o->epochs < 1 ||
-        o->negatives > 100 || !(o->lr > 0) || o->subsample < 0)
+        o->negatives > 100 || !(o->lr > 0) || o->subsample < 0 ||
+        !(o->prior >= 0 && o->prior <= 10))
         return REEL_EINVAL;
     uint32_t ni = x->n_items, dim = o->dim;
     uint64_t total = x->off[x->n_users];
@@ -200,9 +222,9 @@ int reel_item2vec_train(const reel_inter *x, const reel_item2vec_opts *o,
     snprintf(src, sizeof src,
              "{\"method\":\"item2vec\",\"dim\":%u,\"window\":%u,"
              "\"negatives\":%u,\"epochs\":%u,\"min_count\":%u,"
-             "\"subsample\":%g,\"lr\":%g,\"seed\":%llu}",
+             "\"subsample\":%g,\"lr\":%g,\"prior\":%g,\"seed\":%llu}",
              dim, o->window, o->negatives, o->epochs, o->min_count,
-             o->subsample, o->lr, (unsigned long long)o->seed);
+             o->subsample, o->lr, o->prior, (unsigned long long)o->seed);
     reel_vectors *v;
     reel_vectors_new(ni, dim, src, &v);
     for (uint32_t i = 0; i < ni; i++) {
@@ -213,6 +235,8 @@ int reel_item2vec_train(const reel_inter *x, const reel_item2vec_opts *o,
         v->has[i] = 1;
     }
     reel_vectors_normalize(v);
+    if (o->prior > 0)
+        add_prior(&v, count, total, o->prior);
     reel_alias_free(&neg);
     free(syn0);
     free(syn1);

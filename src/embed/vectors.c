@@ -62,7 +62,9 @@ int reel_vectors_save(const reel_vectors *v, const reel_dataset *ds,
         return reel_diag_fail(d, REEL_EINVAL,
                               "vectors have %u rows, the dataset %u videos",
                               v->n, vid->n);
-    uint64_t p[8] = {VERSION, v->n, v->dim, (uint64_t)v->unit_norm, 0, 0, 0, 0};
+    uint64_t p[8] = {
+        VERSION, v->n, v->dim, (uint64_t)v->unit_norm, (uint64_t)v->prior,
+        0,       0,    0};
     reel_secfile_writer *w;
     int rc = reel_secfile_writer_open(path, "vectors", &w, d);
     if (rc)
@@ -138,6 +140,7 @@ int reel_vectors_load(const char *path, const reel_dataset *ds,
     reel_vectors_new(vid->n, dim, src, &v);
     free(src);
     v->unit_norm = p[3] == 1;
+    v->prior = p[4] == 1;
     const uint8_t *has = sh->data;
     const float *data = sd->data;
     for (uint32_t i = 0; i < n; i++) {
@@ -158,6 +161,32 @@ int reel_vectors_load(const char *path, const reel_dataset *ds,
 fail:
     reel_secfile_close(f);
     return rc;
+}
+
+uint32_t reel_vectors_query(const reel_vectors *v, const uint32_t *items,
+                            uint32_t n, uint32_t last_n, float *q)
+{
+    uint32_t dim = v->dim, used = 0;
+    memset(q, 0, dim * sizeof *q);
+    for (uint32_t h = n; h > 0 && used < last_n; h--) {
+        uint32_t it = items[h - 1];
+        if (it >= v->n || !v->has[it])
+            continue;
+        const float *r = reel_vectors_row(v, it);
+        for (uint32_t j = 0; j < dim; j++)
+            q[j] += r[j];
+        used++;
+    }
+    if (!used || !v->prior)
+        return used;
+    double n2 = 0;
+    for (uint32_t j = 0; j + 1 < dim; j++)
+        n2 += (double)q[j] * q[j];
+    float inv = n2 > 0 ? (float)(1.0 / sqrt(n2)) : 0;
+    for (uint32_t j = 0; j + 1 < dim; j++)
+        q[j] *= inv;
+    q[dim - 1] = 1;
+    return used;
 }
 
 void reel_vectors_concat(const reel_vectors *a, const reel_vectors *b,

@@ -21,6 +21,10 @@ typedef struct reel_vectors {
     uint8_t *has;  /* n: 1 when row i is a real vector */
     char *source;  /* JSON object text */
     int unit_norm; /* every present row has norm 1 */
+    /* The last coordinate is a popularity prior (item2vec): rows are
+     * [unit vector, w * log popularity], queries [unit mean, 1], searched
+     * by inner product, so score = cosine + w * log popularity. */
+    int prior;
 } reel_vectors;
 
 /* An empty matrix aligned with the dataset's videos (all rows absent). */
@@ -44,8 +48,28 @@ int reel_vectors_save(const reel_vectors *v, const reel_dataset *ds,
 int reel_vectors_load(const char *path, const reel_dataset *ds,
                       reel_vectors **out, reel_diag *d);
 
+/*
+ * The query vector of a history (items oldest first): the mean of the
+ * vectors of its last `last_n` items that have one (repeats count again),
+ * as the server's recent-history ring would give it. With a prior, the
+ * mean of the first dim - 1 coordinates is scaled to unit length and the
+ * last coordinate set to 1. q has dim floats; returns the number of items
+ * used (0: q is all zeros, nothing to search with).
+ */
+uint32_t reel_vectors_query(const reel_vectors *v, const uint32_t *items,
+                            uint32_t n, uint32_t last_n, float *q);
+
+/* Whether the vectors are compared by cosine (unit rows without a prior)
+ * rather than by inner product. */
+static inline int reel_vectors_by_cosine(const reel_vectors *v)
+{
+    return v->unit_norm && !v->prior;
+}
+
 /* Concatenates rows side by side (absent where any part is absent). */
 void reel_vectors_concat(const reel_vectors *a, const reel_vectors *b,
                          reel_vectors **out);
+/* (A prior coordinate of a or b stays in place, as a plain coordinate: the
+ * result has no prior.) */
 
 #endif

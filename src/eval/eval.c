@@ -51,11 +51,18 @@ reel_eval_opts reel_eval_opts_default(void)
                             .seed = 42,
                             .train_ratio = 0.75,
                             .replay_train = 0.8,
-                            .history_n = 10,
+                            .history_n = 0,
                             .methods = 0,
-                            .embedding = 1,
+                            .embedding = 0,
                             .i2v = reel_item2vec_opts_default(),
                             .als = reel_als_opts_default()};
+}
+
+uint32_t reel_eval_history(const reel_eval_opts *o)
+{
+    if (o->history_n)
+        return o->history_n;
+    return o->protocol == REEL_PROTO_RANDOM ? UINT32_MAX : 10;
 }
 
 /* One evaluation case: the ranked list against a set of relevant items. */
@@ -242,7 +249,7 @@ static void run_static(const reel_inter *tr, const struct split *s,
             rel[s->t_item[t]] = 1;
         uint32_t n = reel__method_recommend(
             m, tr->item + tr->off[u], (uint32_t)(tr->off[u + 1] - tr->off[u]),
-            seen, seen_list, n_seen, o->history_n, REEL_EVAL_KMAX, out);
+            seen, seen_list, n_seen, reel_eval_history(o), REEL_EVAL_KMAX, out);
         score_case(a, m, out, n, rel, (uint32_t)(t1 - t0), o->k);
         for (uint32_t i = 0; i < n_seen; i++)
             seen[seen_list[i]] = 0;
@@ -292,9 +299,9 @@ static void run_replay(const reel_dataset *ds, const reel_inter *tr,
          * so it is applied but not scored. */
         if (!seen[v]) {
             double t0 = reel_clock_mono();
-            uint32_t n = reel__method_recommend(m, hist[u], n_hist[u], seen,
-                                                seen_list, n_seen, o->history_n,
-                                                REEL_EVAL_KMAX, out);
+            uint32_t n = reel__method_recommend(
+                m, hist[u], n_hist[u], seen, seen_list, n_seen,
+                reel_eval_history(o), REEL_EVAL_KMAX, out);
             double us = (reel_clock_mono() - t0) * 1e6;
             REEL_GROW(a->lat, a->cap_lat, a->n_lat + 1);
             a->lat[a->n_lat++] = us;

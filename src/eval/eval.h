@@ -22,11 +22,11 @@
  * co-occurrence, 200 neighbours, scores summed over the user's history),
  * ANN (the design's retrieval: the mean of the last N history videos'
  * vectors, queried in an HNSW index with the seen videos excluded; the
- * vectors are implicit-ALS factors by inner product (embedding 1, the
- * default) or item2vec by cosine (embedding 0)). FULL (retrieval + ranker)
- * arrives with the ranking issue. Thread rules: reel_eval_run() is
- * single-threaded apart from the embedding training it starts; the dataset is
- * only read.
+ * vectors are item2vec with its popularity prior (embedding 0, the
+ * default) or implicit-ALS factors (embedding 1), both by inner product). FULL
+ * (retrieval + ranker) arrives with the ranking issue. Thread rules:
+ * reel_eval_run() is single-threaded apart from the embedding training it
+ * starts; the dataset is only read.
  */
 #ifndef REEL_EVAL_EVAL_H
 #define REEL_EVAL_EVAL_H
@@ -61,15 +61,21 @@ typedef struct reel_eval_opts {
     uint64_t seed;       /* 42: the random split */
     double train_ratio;  /* 0.75 */
     double replay_train; /* 0.8: share of events before the replay cut */
-    uint32_t history_n;  /* 10: the ANN query's last-N */
+    uint32_t history_n;  /* the ANN query's last N; 0: reel_eval_history */
     uint32_t methods;    /* bit set of enum reel_method; 0 = all */
-    int embedding;       /* ANN's vectors: 0 item2vec, 1 ALS */
+    int embedding;       /* ANN's vectors: 0 item2vec (default), 1 ALS */
     reel_item2vec_opts i2v;
     reel_als_opts als;
     int quiet; /* no progress */
 } reel_eval_opts;
 
 reel_eval_opts reel_eval_opts_default(void);
+
+/* The ANN query's N: history_n when set, else 10 (the server's ring) for
+ * the time-ordered protocols and the whole training profile for
+ * random-75-25, whose held-out videos are spread over the user's whole
+ * past rather than following the latest ones. */
+uint32_t reel_eval_history(const reel_eval_opts *o);
 
 typedef struct reel_eval_result {
     enum reel_method method;

@@ -151,11 +151,12 @@ static int fit_ann(struct method *m, const reel_inter *tr,
         return reel_diag_fail(d, rc, "%s training failed: %s",
                               o->embedding == 1 ? "ALS" : "item2vec",
                               reel_strerror(rc));
-    /* Unit vectors (item2vec) by cosine; factors whose length means
-     * something (ALS) by inner product. */
+    /* Unit vectors by cosine; item2vec with its popularity prior and ALS
+     * factors (whose length means popularity) by inner product. */
     reel_index_opts io = reel_index_opts_default(
         REEL_INDEX_HNSW,
-        m->vec->unit_norm ? REEL_METRIC_COSINE : REEL_METRIC_IP, m->vec->dim);
+        reel_vectors_by_cosine(m->vec) ? REEL_METRIC_COSINE : REEL_METRIC_IP,
+        m->vec->dim);
     if ((rc = reel_index_new(&io, &m->ix, d)))
         return rc;
     for (uint32_t i = 0; i < m->vec->n; i++)
@@ -265,19 +266,9 @@ static uint32_t rec_ann(struct method *m, const uint32_t *hist, uint32_t n_hist,
                         uint32_t n_seen, uint32_t history_n, uint32_t k,
                         uint32_t *out)
 {
-    uint32_t dim = m->vec->dim, used = 0;
-    memset(m->qbuf, 0, dim * sizeof *m->qbuf);
-    /* The query: the mean of the last N history videos that have vectors
-     * (newest first; repeats count again, as the server's ring would). */
-    for (uint32_t h = n_hist; h > 0 && used < history_n; h--) {
-        uint32_t it = hist[h - 1];
-        if (!m->vec->has[it])
-            continue;
-        const float *r = reel_vectors_row(m->vec, it);
-        for (uint32_t j = 0; j < dim; j++)
-            m->qbuf[j] += r[j];
-        used++;
-    }
+    /* The server's query: mean of the last N history videos. */
+    uint32_t used =
+        reel_vectors_query(m->vec, hist, n_hist, history_n, m->qbuf);
     uint32_t n = 0;
     if (used) {
         reel_filter f = {.exclude = seen_list, .n_exclude = n_seen};

@@ -51,8 +51,11 @@ static void item2vec_recovers_planted_groups(void **state)
     o.dim = 16;
     o.epochs = 5;
     o.threads = 1;
+    o.window = 5;
+    o.prior = 0;
     reel_vectors *v;
     assert_int_equal(reel_item2vec_train(&x, &o, NULL, &v), 0);
+    assert_true(v->unit_norm && !v->prior && v->dim == 16);
     uint32_t right = 0;
     double within = 0, across = 0;
     for (uint32_t i = 0; i < 40; i++) {
@@ -83,6 +86,63 @@ static void item2vec_recovers_planted_groups(void **state)
     assert_memory_equal(v->data, w->data, 40 * 16 * sizeof(float));
     reel_vectors_free(v);
     reel_vectors_free(w);
+    free(x.off);
+    free(x.item);
+}
+
+/* The popularity prior: the last coordinate is w ln((c + 1) / C), the rest
+ * the same unit vectors as without it; queries follow the format's rule. */
+static void item2vec_prior_and_query(void **state)
+{
+    (void)state;
+    reel_inter x;
+    planted(&x);
+    /* Make item 3 the most popular: every user ends with it. */
+    for (uint32_t u = 0; u < x.n_users; u++)
+        x.item[x.off[u + 1] - 1] = 3;
+    reel_item2vec_opts o = reel_item2vec_opts_default();
+    o.dim = 8;
+    o.epochs = 2;
+    o.threads = 1;
+    o.prior = 0;
+    reel_vectors *plain, *v;
+    assert_int_equal(reel_item2vec_train(&x, &o, NULL, &plain), 0);
+    o.prior = 0.5;
+    assert_int_equal(reel_item2vec_train(&x, &o, NULL, &v), 0);
+    assert_true(v->prior && !v->unit_norm && v->dim == 9);
+    assert_false(reel_vectors_by_cosine(v));
+    uint32_t *count = calloc(40, sizeof *count);
+    for (uint64_t k = 0; k < x.off[x.n_users]; k++)
+        count[x.item[k]]++;
+    double total = (double)x.off[x.n_users];
+    for (uint32_t i = 0; i < 40; i++) {
+        const float *r = reel_vectors_row(v, i);
+        assert_memory_equal(r, reel_vectors_row(plain, i), 8 * sizeof(float));
+        assert_float_equal(r[8], 0.5 * log((count[i] + 1) / total), 1e-6);
+    }
+    /* The query: unit mean of the last 2 items' vectors, then 1. */
+    uint32_t hist[3] = {5, 7, 9};
+    float q[9];
+    assert_int_equal(reel_vectors_query(v, hist, 3, 2, q), 2);
+    double n2 = 0;
+    for (uint32_t j = 0; j < 8; j++) {
+        float mean = reel_vectors_row(v, 7)[j] + reel_vectors_row(v, 9)[j];
+        n2 += (double)q[j] * q[j];
+        assert_true(q[j] * mean >= 0);
+    }
+    assert_float_equal(n2, 1, 1e-5);
+    assert_float_equal(q[8], 1, 0);
+    /* Without the prior the query is the plain mean (sum). */
+    assert_int_equal(reel_vectors_query(plain, hist, 3, 10, q), 3);
+    for (uint32_t j = 0; j < 8; j++)
+        assert_float_equal(q[j],
+                           reel_vectors_row(plain, 5)[j] +
+                               reel_vectors_row(plain, 7)[j] +
+                               reel_vectors_row(plain, 9)[j],
+                           1e-6);
+    free(count);
+    reel_vectors_free(plain);
+    reel_vectors_free(v);
     free(x.off);
     free(x.item);
 }
@@ -237,6 +297,7 @@ static void vectors_file_round_trips_by_id(void **state)
     reel_vectors_normalize(v);
     assert_float_equal(r0[0], 0.6f, 1e-6);
     char *path = test_path(dir, "v.reel");
+    v->prior = 1; /* the flag round-trips */
     assert_int_equal(reel_vectors_save(v, ds, path, &d), 0);
     reel_dataset_close(ds);
     /* A grown catalogue in another order still lines up by id. */
@@ -251,10 +312,12 @@ static void vectors_file_round_trips_by_id(void **state)
     assert_true(w->has[0] && !w->has[1] && w->has[2] && !w->has[3]);
     assert_float_equal(reel_vectors_row(w, 0)[1], 0.8f, 1e-6);
     assert_string_equal(w->source, "{\"method\":\"test\"}");
+    assert_true(w->prior && w->unit_norm);
     reel_vectors *cc;
     reel_vectors_concat(v, w, &cc);
     assert_int_equal(cc->dim, 4);
     assert_true(cc->has[0] && !cc->has[1]);
+    assert_false(cc->prior);
     reel_vectors_free(cc);
     reel_vectors_free(w);
     reel_vectors_free(v);
@@ -270,6 +333,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(item2vec_recovers_planted_groups),
+        cmocka_unit_test(item2vec_prior_and_query),
         cmocka_unit_test(als_recovers_planted_groups),
         cmocka_unit_test(gram_fast_and_naive_agree),
         cmocka_unit_test(ridge_map_is_identity_on_a_toy_case),
