@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "data/interactions.h"
 #include "embed/als.h"
+#include "embed/coldstart.h"
 #include "embed/item2vec.h"
 #include "embed/vectors.h"
 
@@ -19,7 +20,8 @@ static void help(FILE *out)
             "usage: reel embed DIR [--method item2vec|als] [--out FILE]\n"
             "                      [--dim 64] [--epochs 5] [--window 50] "
             "[--negatives 5]\n"
-            "                      [--prior 0.06]\n"
+            "                      [--prior 0.06] [--cold [--content FILE] "
+            "[--cold-lambda 10]]\n"
             "                      [--min-count 1] [--iterations 15] "
             "[--alpha 10]\n"
             "                      [--lambda 50]\n"
@@ -36,7 +38,13 @@ static void help(FILE *out)
             "--prior W\n"
             "            appends W * ln(popularity) as a last coordinate "
             "(0: none)\n"
-            "  als       implicit-feedback ALS (--iterations, --alpha)\n");
+            "  als       implicit-feedback ALS (--iterations, --alpha)\n"
+            "\n"
+            "--cold gives every video without views a vector too: a ridge "
+            "map\n(--cold-lambda) from content into the learned space, "
+            "fitted on the\nvideos that have both. Content is a vectors "
+            "file (--content, e.g.\nCLIP), else catalogue features "
+            "(categories, language, type,\nduration, year, title words).\n");
 }
 
 int reel_cmd_embed(int argc, char **argv)
@@ -54,7 +62,10 @@ int reel_cmd_embed(int argc, char **argv)
         O_SEED,
         O_THREADS,
         O_LAMBDA,
-        O_PRIOR
+        O_PRIOR,
+        O_COLD,
+        O_CONTENT,
+        O_COLD_LAMBDA
     };
     static const struct option opts[] = {
         {"method", required_argument, 0, O_METHOD},
@@ -67,6 +78,9 @@ int reel_cmd_embed(int argc, char **argv)
         {"iterations", required_argument, 0, O_ITER},
         {"alpha", required_argument, 0, O_ALPHA},
         {"prior", required_argument, 0, O_PRIOR},
+        {"cold", no_argument, 0, O_COLD},
+        {"content", required_argument, 0, O_CONTENT},
+        {"cold-lambda", required_argument, 0, O_COLD_LAMBDA},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"lambda", required_argument, 0, O_LAMBDA},
@@ -76,7 +90,9 @@ int reel_cmd_embed(int argc, char **argv)
     reel_item2vec_opts io = reel_item2vec_opts_default();
     reel_als_opts ao = reel_als_opts_default();
     int als = 0, c;
-    const char *out = NULL;
+    const char *out = NULL, *content_path = NULL;
+    int cold = 0;
+    double cold_lambda = 10;
     uint64_t v;
     optind = 1;
     opterr = 0;
@@ -100,6 +116,18 @@ int reel_cmd_embed(int argc, char **argv)
         case O_LAMBDA:
             if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &ao.lambda))
                 return reel_cmd_usage_error("embed", "bad --lambda '%s'",
+                                            optarg);
+            break;
+        case O_COLD:
+            cold = 1;
+            break;
+        case O_CONTENT:
+            content_path = optarg;
+            cold = 1;
+            break;
+        case O_COLD_LAMBDA:
+            if (reel_cmd_parse_double(optarg, 1e-6, 1e9, &cold_lambda))
+                return reel_cmd_usage_error("embed", "bad --cold-lambda '%s'",
                                             optarg);
             break;
         case O_PRIOR:
@@ -182,12 +210,30 @@ int reel_cmd_embed(int argc, char **argv)
                              "or bad options)",
                              reel_strerror(rc));
     }
+    uint32_t filled = 0;
+    if (cold) {
+        reel_vectors *content = NULL;
+        if (content_path && reel_vectors_load(content_path, ds, &content, &d)) {
+            reel_vectors_free(vec);
+            reel_dataset_close(ds);
+            return reel_cmd_fail_diag("embed", &d);
+        }
+        rc = reel_cold_fill(ds, content, vec, cold_lambda, &filled);
+        reel_vectors_free(content);
+        if (rc) {
+            reel_vectors_free(vec);
+            reel_dataset_close(ds);
+            return reel_cmd_fail("embed", "cold-start map failed: %s",
+                                 reel_strerror(rc));
+        }
+    }
     rc = reel_vectors_save(vec, ds, out, &d);
     uint32_t have = 0;
     for (uint32_t i = 0; i < vec->n; i++)
         have += vec->has[i];
-    printf("%s: %u of %u videos, dim %u, in %.1fs -> %s\n",
-           als ? "als" : "item2vec", have, vec->n, vec->dim,
+    printf("%s: %u of %u videos (%u by the cold-start map), dim %u, in "
+           "%.1fs -> %s\n",
+           als ? "als" : "item2vec", have, vec->n, filled, vec->dim,
            reel_clock_mono() - t0, out);
     reel_vectors_free(vec);
     reel_dataset_close(ds);

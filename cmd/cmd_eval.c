@@ -16,6 +16,7 @@ static void help(FILE *out)
             "                 [--embedding item2vec|als] [--dim 64] "
             "[--epochs 5]\n"
             "                 [--window 50] [--negatives 5] [--prior 0.06]\n"
+            "                 [--cold-lambda 10]\n"
             "                 [--lambda 50] [--alpha 10]\n"
             "\n"
             "Evaluates recommendation methods offline on the dataset in DIR.\n"
@@ -33,6 +34,12 @@ static void help(FILE *out)
             "                  it) replayed in order, a request before each; "
             "HR@k,\n"
             "                  NDCG@k, MRR, latency\n"
+            "  cold-start      10%% of the videos (seeded) held out of "
+            "training entirely;\n"
+            "                  ann maps them in from catalogue features "
+            "(ridge);\n"
+            "                  each user's held-out videos ranked among "
+            "them\n"
             "methods (all unless --method): popular, itemknn, ann (item2vec\n"
             "  vectors with a popularity prior (--prior), or --embedding als;\n"
             "  the mean of the last --history videos (default 10; the whole\n"
@@ -60,7 +67,8 @@ int reel_cmd_eval(int argc, char **argv)
         O_EMB,
         O_LAMBDA,
         O_ALPHA,
-        O_PRIOR
+        O_PRIOR,
+        O_COLD_LAMBDA
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -78,6 +86,7 @@ int reel_cmd_eval(int argc, char **argv)
         {"lambda", required_argument, 0, O_LAMBDA},
         {"alpha", required_argument, 0, O_ALPHA},
         {"prior", required_argument, 0, O_PRIOR},
+        {"cold-lambda", required_argument, 0, O_COLD_LAMBDA},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -93,7 +102,7 @@ int reel_cmd_eval(int argc, char **argv)
                 return reel_cmd_usage_error(
                     "eval",
                     "unknown protocol '%s' (random-75-25, leave-last-out, "
-                    "replay)",
+                    "replay, cold-start)",
                     optarg);
             have_proto = 1;
             break;
@@ -137,6 +146,11 @@ int reel_cmd_eval(int argc, char **argv)
         case O_LAMBDA:
             if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &o.als.lambda))
                 return reel_cmd_usage_error("eval", "bad --lambda '%s'",
+                                            optarg);
+            break;
+        case O_COLD_LAMBDA:
+            if (reel_cmd_parse_double(optarg, 1e-6, 1e9, &o.cold_lambda))
+                return reel_cmd_usage_error("eval", "bad --cold-lambda '%s'",
                                             optarg);
             break;
         case O_PRIOR:

@@ -11,17 +11,17 @@
 #include "eval/eval_impl.h"
 
 static const char *const proto_names[] = {"random-75-25", "leave-last-out",
-                                          "replay"};
+                                          "replay", "cold-start"};
 static const char *const method_names[] = {"popular", "itemknn", "ann"};
 
 const char *reel_protocol_name(enum reel_protocol p)
 {
-    return (unsigned)p < 3 ? proto_names[p] : "?";
+    return (unsigned)p < 4 ? proto_names[p] : "?";
 }
 
 int reel_protocol_parse(const char *s, enum reel_protocol *out)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (!strcmp(s, proto_names[i])) {
             *out = (enum reel_protocol)i;
             return 0;
@@ -51,6 +51,8 @@ reel_eval_opts reel_eval_opts_default(void)
                             .seed = 42,
                             .train_ratio = 0.75,
                             .replay_train = 0.8,
+                            .cold_share = 0.1,
+                            .cold_lambda = 10,
                             .history_n = 0,
                             .methods = 0,
                             .embedding = 0,
@@ -62,7 +64,9 @@ uint32_t reel_eval_history(const reel_eval_opts *o)
 {
     if (o->history_n)
         return o->history_n;
-    return o->protocol == REEL_PROTO_RANDOM ? UINT32_MAX : 10;
+    return o->protocol == REEL_PROTO_RANDOM || o->protocol == REEL_PROTO_COLD
+               ? UINT32_MAX
+               : 10;
 }
 
 /* One evaluation case: the ranked list against a set of relevant items. */
@@ -163,12 +167,42 @@ static void finish(struct acc *a, uint32_t n_items, reel_eval_result *r)
 
 /* The split of one user: for RANDOM, a seeded shuffle of the user's
  * distinct items, the first round(ratio * n) train; for LAST, the item
- * interacted with last is the test. Marks test items in is_test. */
+ * interacted with last is the test; for COLD, the held-out videos (a
+ * seeded share of those with interactions) are the test and every event
+ * on them is out of training. Marks test items in is_test. */
 struct split {
     uint8_t *keep;   /* per event: in training */
     uint64_t *t_off; /* per user: test items, CSR */
     uint32_t *t_item;
+    uint64_t *cold; /* COLD: bitmap of the held-out videos */
+    uint32_t n_cold;
 };
+
+/* COLD: each video with interactions is held out with probability
+ * cold_share, decided by a hash of (seed, video). */
+static void pick_cold(const reel_inter *all, const reel_eval_opts *o,
+                      struct split *s)
+{
+    uint32_t ni = all->n_items;
+    s->cold = reel_xcalloc(ni / 64 + 1, sizeof *s->cold);
+    uint8_t *has = reel_xcalloc(ni + 1, 1);
+    for (uint64_t k = 0; k < all->off[all->n_users]; k++)
+        has[all->item[k]] = 1;
+    for (uint32_t i = 0; i < ni; i++) {
+        reel_rng r;
+        reel_rng_seed2(&r, o->seed ^ 0xc01d, i);
+        if (has[i] && reel_rng_uniform(&r) < o->cold_share) {
+            s->cold[i / 64] |= 1ull << (i % 64);
+            s->n_cold++;
+        }
+    }
+    free(has);
+}
+
+static int is_cold(const struct split *s, uint32_t i)
+{
+    return s->cold && (s->cold[i / 64] >> (i % 64) & 1);
+}
 
 static void make_split(const reel_dataset *ds, const reel_inter *all,
                        const reel_eval_opts *o, struct split *s)
@@ -180,6 +214,8 @@ static void make_split(const reel_dataset *ds, const reel_inter *all,
     s->t_item = reel_xmalloc((all->off[nu] + 1) * sizeof *s->t_item);
     uint8_t *state = reel_xcalloc(ni + 1, 1); /* 0 unseen, 1 train, 2 test */
     uint32_t *items = reel_xmalloc((ni + 1) * sizeof *items);
+    if (o->protocol == REEL_PROTO_COLD)
+        pick_cold(all, o, s);
     /* Events that are not positive stay out of training: they never enter
      * the interactions, so keeping them changes nothing. */
     for (uint32_t u = 0; u < nu; u++) {
@@ -198,6 +234,15 @@ static void make_split(const reel_dataset *ds, const reel_inter *all,
             for (uint32_t i = n_train; i < n; i++)
                 state[items[i]] = 2;
             n_test = n - n_train;
+        } else if (o->protocol == REEL_PROTO_COLD) {
+            /* Only users who also have warm history are cases: the
+             * question is whether their taste reaches the new videos. */
+            uint32_t n_warm = 0;
+            for (uint32_t i = 0; i < n; i++)
+                n_warm += !is_cold(s, items[i]);
+            for (uint32_t i = 0; i < n; i++)
+                if (is_cold(s, items[i]))
+                    state[items[i]] = n_warm ? 2 : 3;
         } else if (o->protocol == REEL_PROTO_LAST && n > 1) {
             uint32_t last = all->item[all->off[u + 1] - 1];
             state[last] = 2;
@@ -220,6 +265,7 @@ static void make_split(const reel_dataset *ds, const reel_inter *all,
 
 static void split_free(struct split *s)
 {
+    free(s->cold);
     free(s->keep);
     free(s->t_off);
     free(s->t_item);
@@ -360,7 +406,8 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
             continue;
         struct method m;
         double t0 = reel_clock_mono();
-        if ((rc = reel__method_fit(&m, (enum reel_method)mk, &tr, o, d))) {
+        if ((rc = reel__method_fit(&m, (enum reel_method)mk, ds, &tr, o, s.cold,
+                                   d))) {
             reel__method_free(&m);
             break;
         }
@@ -383,6 +430,15 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
         memset(r, 0, sizeof *r);
         r->method = (enum reel_method)mk;
         finish(&a, tr.n_items, r);
+        if (s.cold) {
+            /* Coverage of the held-out videos, the only candidates. */
+            uint64_t cov = 0;
+            for (uint32_t i = 0; i < tr.n_items; i++)
+                cov += a.recommended[i];
+            r->coverage = s.n_cold ? (double)cov / s.n_cold : 0;
+            r->cold_videos = s.n_cold;
+            r->cold_filled = m.n_cold_filled;
+        }
         r->fit_s = t1 - t0;
         r->eval_s = reel_clock_mono() - t1;
         free(a.recommended);

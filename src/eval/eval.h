@@ -39,7 +39,12 @@
 #include "embed/als.h"
 #include "embed/item2vec.h"
 
-enum reel_protocol { REEL_PROTO_RANDOM, REEL_PROTO_LAST, REEL_PROTO_REPLAY };
+enum reel_protocol {
+    REEL_PROTO_RANDOM,
+    REEL_PROTO_LAST,
+    REEL_PROTO_REPLAY,
+    REEL_PROTO_COLD
+};
 
 enum reel_method {
     REEL_METHOD_POPULAR,
@@ -61,6 +66,8 @@ typedef struct reel_eval_opts {
     uint64_t seed;       /* 42: the random split */
     double train_ratio;  /* 0.75 */
     double replay_train; /* 0.8: share of events before the replay cut */
+    double cold_share;   /* 0.1: videos held out by the cold-start protocol */
+    double cold_lambda;  /* 10: ridge penalty of the cold-start map */
     uint32_t history_n;  /* the ANN query's last N; 0: reel_eval_history */
     uint32_t methods;    /* bit set of enum reel_method; 0 = all */
     int embedding;       /* ANN's vectors: 0 item2vec (default), 1 ALS */
@@ -85,6 +92,9 @@ typedef struct reel_eval_result {
     double coverage, popularity_bias;
     double latency_p50_us, latency_p99_us;
     double fit_s, eval_s;
+    uint32_t cold_videos; /* cold-start: videos held out */
+    uint32_t cold_filled; /* cold-start: of all videos without a trained
+                             vector, those the map gave one (ann) */
 } reel_eval_result;
 
 /* Runs every selected method; fills res[0..*n_res) in enum order. */

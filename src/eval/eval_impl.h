@@ -26,10 +26,15 @@ struct method {
     reel_index *ix;
     float *qbuf;
     reel_hit *hits;
+    const uint64_t *allow;  /* cold-start: only these videos; NULL: all */
+    uint32_t n_cold_filled; /* cold-start: held-out videos given a vector */
 };
 
+/* allow: NULL, or the cold-start protocol's held-out videos, the only
+ * ones recommended; ANN then maps them in from catalogue features. */
 int reel__method_fit(struct method *m, enum reel_method kind,
-                     const reel_inter *train, const reel_eval_opts *o,
+                     const reel_dataset *ds, const reel_inter *train,
+                     const reel_eval_opts *o, const uint64_t *allow,
                      reel_diag *d);
 void reel__method_free(struct method *m);
 /* Up to k unseen videos for a user with history hist (oldest first);

@@ -7,15 +7,30 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "embed/coldstart.h"
 
 enum { KNN_NEIGHBOURS = 200 };
 
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* By users, most first; equal counts in a hashed order, so that a tie
+ * (every held-out video under cold-start has none) says nothing about the
+ * order videos were added to the catalogue. */
 static int cmp_pop(const void *a, const void *b, void *ctx)
 {
     const uint32_t *cnt = ctx;
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     if (cnt[x] != cnt[y])
         return cnt[x] > cnt[y] ? -1 : 1;
+    uint64_t hx = mix(x + 1), hy = mix(y + 1);
+    if (hx != hy)
+        return hx < hy ? -1 : 1;
     return (x > y) - (x < y);
 }
 
@@ -141,8 +156,13 @@ static void fit_itemknn(struct method *m, const reel_inter *tr)
     free(buf);
 }
 
-static int fit_ann(struct method *m, const reel_inter *tr,
-                   const reel_eval_opts *o, reel_diag *d)
+static int allowed(const struct method *m, uint32_t i)
+{
+    return !m->allow || (m->allow[i / 64] >> (i % 64) & 1);
+}
+
+static int fit_ann(struct method *m, const reel_dataset *ds,
+                   const reel_inter *tr, const reel_eval_opts *o, reel_diag *d)
 {
     reel_progress p, *pp = o->quiet ? NULL : &p;
     int rc = o->embedding == 1 ? reel_als_train(tr, &o->als, pp, &m->vec)
@@ -150,6 +170,12 @@ static int fit_ann(struct method *m, const reel_inter *tr,
     if (rc)
         return reel_diag_fail(d, rc, "%s training failed: %s",
                               o->embedding == 1 ? "ALS" : "item2vec",
+                              reel_strerror(rc));
+    /* Cold start: the held-out videos have no vectors (no training
+     * events); the ridge map from catalogue features gives them one. */
+    if (m->allow && (rc = reel_cold_fill(ds, NULL, m->vec, o->cold_lambda,
+                                         &m->n_cold_filled)))
+        return reel_diag_fail(d, rc, "cold-start map failed: %s",
                               reel_strerror(rc));
     /* Unit vectors by cosine; item2vec with its popularity prior and ALS
      * factors (whose length means popularity) by inner product. */
@@ -169,11 +195,13 @@ static int fit_ann(struct method *m, const reel_inter *tr,
 }
 
 int reel__method_fit(struct method *m, enum reel_method kind,
-                     const reel_inter *tr, const reel_eval_opts *o,
+                     const reel_dataset *ds, const reel_inter *tr,
+                     const reel_eval_opts *o, const uint64_t *allow,
                      reel_diag *d)
 {
     memset(m, 0, sizeof *m);
     m->kind = kind;
+    m->allow = allow;
     m->n_items = tr->n_items;
     m->score = reel_xcalloc(tr->n_items + 1, sizeof *m->score);
     m->touched = reel_xmalloc((tr->n_items + 1) * sizeof *m->touched);
@@ -185,7 +213,7 @@ int reel__method_fit(struct method *m, enum reel_method kind,
         /* Scratch for ranking, so a request allocates nothing. */
         m->ranked = reel_xmalloc((tr->n_items + 1) * sizeof *m->ranked);
     } else if (kind == REEL_METHOD_ANN)
-        return fit_ann(m, tr, o, d);
+        return fit_ann(m, ds, tr, o, d);
     return 0;
 }
 
@@ -213,7 +241,7 @@ static uint32_t fill_popular(const struct method *m, const uint8_t *seen,
 {
     for (uint32_t r = 0; r < m->n_items && n < k; r++) {
         uint32_t it = m->pop_order[r];
-        if (seen[it])
+        if (seen[it] || !allowed(m, it))
             continue;
         int dup = 0;
         for (uint32_t t = 0; t < n && !dup; t++)
@@ -241,7 +269,7 @@ static uint32_t rec_itemknn(struct method *m, const uint32_t *hist,
         uint32_t i = hist[h];
         for (uint64_t t = m->nb_off[i]; t < m->nb_off[i + 1]; t++) {
             uint32_t j = m->nb_id[t];
-            if (seen[j])
+            if (seen[j] || !allowed(m, j))
                 continue;
             if (m->score[j] == 0)
                 m->touched[nt++] = j;
@@ -271,7 +299,10 @@ static uint32_t rec_ann(struct method *m, const uint32_t *hist, uint32_t n_hist,
         reel_vectors_query(m->vec, hist, n_hist, history_n, m->qbuf);
     uint32_t n = 0;
     if (used) {
-        reel_filter f = {.exclude = seen_list, .n_exclude = n_seen};
+        reel_filter f = {.exclude = seen_list,
+                         .n_exclude = n_seen,
+                         .allow = m->allow,
+                         .allow_bits = m->allow ? m->n_items : 0};
         uint32_t ef = 2 * k + n_seen;
         reel_search_params p = {.ef = ef > 2000 ? 2000 : ef, .filter = &f};
         reel_hit *hits = m->hits;

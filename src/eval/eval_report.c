@@ -9,6 +9,13 @@
 
 #include "eval/eval.h"
 
+/* Protocols with several test videos per user report precision, recall
+ * and MAP; the others one target per case (HR). */
+static int is_setwise(const reel_eval_opts *o)
+{
+    return o->protocol == REEL_PROTO_RANDOM || o->protocol == REEL_PROTO_COLD;
+}
+
 static int is_static(const reel_eval_opts *o)
 {
     return o->protocol != REEL_PROTO_REPLAY;
@@ -19,7 +26,7 @@ void reel_eval_print(const reel_eval_opts *o, const reel_eval_result *res,
 {
     uint32_t k = o->k;
     fprintf(out, "protocol %s, k %u\n\n", reel_protocol_name(o->protocol), k);
-    if (o->protocol == REEL_PROTO_RANDOM)
+    if (is_setwise(o))
         fprintf(out, "%-9s %8s %8s %8s %8s %8s %8s %8s %8s %7s\n", "method",
                 "users", "prec@k", "recall@k", "ndcg@k", "map@k", "mrr",
                 "coverage", "pop.bias", "fit s");
@@ -30,7 +37,7 @@ void reel_eval_print(const reel_eval_opts *o, const reel_eval_result *res,
                 is_static(o) ? "" : "  p50 us  p99 us");
     for (uint32_t i = 0; i < n; i++) {
         const reel_eval_result *r = &res[i];
-        if (o->protocol == REEL_PROTO_RANDOM)
+        if (is_setwise(o))
             fprintf(out,
                     "%-9s %8llu %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f "
                     "%7.2f\n",
@@ -48,6 +55,11 @@ void reel_eval_print(const reel_eval_opts *o, const reel_eval_result *res,
             fputc('\n', out);
         }
     }
+    if (o->protocol == REEL_PROTO_COLD && n > 0)
+        fprintf(out,
+                "\n%u videos held out of training; coverage is over them; "
+                "ann gave %u of them a vector from catalogue features\n",
+                res[0].cold_videos, res[n - 1].cold_filled);
 }
 
 static json_t *to_json(const reel_eval_opts *o, const reel_eval_result *res,
@@ -63,7 +75,7 @@ static json_t *to_json(const reel_eval_opts *o, const reel_eval_result *res,
         const reel_eval_result *r = &res[i];
         json_t *m = json_object();
         json_object_set_new(m, "cases", json_integer((json_int_t)r->n_cases));
-        if (o->protocol == REEL_PROTO_RANDOM) {
+        if (is_setwise(o)) {
             json_object_set_new(m, "precision", json_real(r->precision));
             json_object_set_new(m, "recall", json_real(r->recall));
             json_object_set_new(m, "map", json_real(r->map));
@@ -84,6 +96,10 @@ static json_t *to_json(const reel_eval_opts *o, const reel_eval_result *res,
                                 json_real(r->latency_p50_us));
             json_object_set_new(m, "latency_p99_us",
                                 json_real(r->latency_p99_us));
+        }
+        if (o->protocol == REEL_PROTO_COLD) {
+            json_object_set_new(m, "cold_videos", json_integer(r->cold_videos));
+            json_object_set_new(m, "cold_filled", json_integer(r->cold_filled));
         }
         json_object_set_new(m, "fit_s", json_real(r->fit_s));
         json_object_set_new(m, "eval_s", json_real(r->eval_s));

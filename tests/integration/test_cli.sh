@@ -120,6 +120,12 @@ expect 0 "$REEL" embed "$T/s1" --dim 8 --epochs 1 --threads 1
 contains "$T/out" "item2vec:"
 [ -f "$T/s1/vectors/item2vec.reel" ] && ok || bad "no vectors file"
 expect 0 "$REEL" embed "$T/s1" --method als --dim 4 --iterations 2
+expect 0 "$REEL" embed "$T/s1" --dim 8 --epochs 1 --threads 1 --cold --out "$T/cold.reel"
+contains "$T/out" "by the cold-start map"
+expect 1 "$REEL" embed "$T/s1" --dim 8 --epochs 1 --content "$T/missing.reel" --out "$T/cold.reel"
+contains "$T/err" "missing.reel"
+expect 0 "$REEL" eval "$T/s1" --protocol cold-start --dim 8 --epochs 1 --json
+contains "$T/out" '"cold_videos"'
 expect 0 "$REEL" eval "$T/s1" --protocol leave-last-out --dim 8 --epochs 1 --json
 contains "$T/out" '"itemknn"'
 [ -f "$T/s1/reports/eval-leave-last-out.svg" ] && ok || bad "no eval plot"

@@ -77,9 +77,11 @@ static reel_dataset *small(char *dir)
 }
 
 /* Leave-last-out with popularity, ranked by hand: training popularity is
- * v0 2, v1 2 (tie: lower id first), v4 1, v2 0, v3 0. u0 gets v4 v2 v3
- * (hit at 2), u1 v1 v4 v2 v3 (hit at 3), u2 v0 v4 v2 v3 (hit at 4); u3 has
- * a single interaction and is not a case. */
+ * v0 2, v1 2, v4 1, v2 0, v3 0; ties go in the hashed order of
+ * eval_method.c's cmp_pop, which puts v1 before v0 and v3 before v2, so
+ * the list is v1 v0 v4 v3 v2. u0 gets v4 v3 v2 (target v2 at 3), u1 v1 v4
+ * v3 v2 (v2 at 4), u2 v0 v4 v3 v2 (v3 at 3); u3 has a single interaction
+ * and is not a case. */
 static void leave_last_out_ranks_by_hand(void **state)
 {
     (void)state;
@@ -87,7 +89,7 @@ static void leave_last_out_ranks_by_hand(void **state)
     reel_dataset *ds = small(dir);
     reel_eval_opts o = reel_eval_opts_default();
     o.protocol = REEL_PROTO_LAST;
-    o.k = 2;
+    o.k = 3;
     o.methods = 1u << REEL_METHOD_POPULAR;
     o.quiet = 1;
     reel_eval_result r[REEL_METHOD__COUNT];
@@ -96,10 +98,10 @@ static void leave_last_out_ranks_by_hand(void **state)
     assert_int_equal(reel_eval_run(ds, &o, r, &n, &d), 0);
     assert_int_equal(n, 1);
     assert_int_equal(r[0].n_cases, 3);
-    assert_float_equal(r[0].hr, 1.0 / 3, 1e-12);
-    assert_float_equal(r[0].ndcg, (1 / log2(3)) / 3, 1e-12);
-    assert_float_equal(r[0].mrr, (0.5 + 1.0 / 3 + 0.25) / 3, 1e-12);
-    assert_float_equal(r[0].recall_at[1], 0, 0);
+    assert_float_equal(r[0].hr, 2.0 / 3, 1e-12);
+    assert_float_equal(r[0].ndcg, (0.5 + 0.5) / 3, 1e-12);
+    assert_float_equal(r[0].mrr, (1.0 / 3 + 0.25 + 1.0 / 3) / 3, 1e-12);
+    assert_float_equal(r[0].recall_at[2], 0, 0);
     assert_float_equal(r[0].recall_at[3], 2.0 / 3, 1e-12);
     assert_float_equal(r[0].recall_at[4], 1, 1e-12);
     reel_dataset_close(ds);
@@ -187,6 +189,61 @@ static void random_split_is_deterministic_for_a_seed(void **state)
     free(dir);
 }
 
+/* Cold start: 300 videos in three planted tastes, 60 users each watching
+ * 20 videos of one taste. 10% of the videos are held out of training; the
+ * lists contain only them, and with at most 50 of them every user's
+ * held-out videos are in the top 50. ANN gives each one a vector. */
+static void cold_start_ranks_only_held_out_videos(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    reel_dsbuild *b;
+    reel_dsbuild_new(&b);
+    reel_diag d;
+    for (int i = 0; i < 300; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "v%d", i);
+        reel_dsbuild_video_ref(b, id, strlen(id));
+    }
+    int64_t ts = 1000;
+    for (int u = 0; u < 60; u++) {
+        char id[8];
+        snprintf(id, sizeof id, "u%d", u);
+        uint32_t uid = reel_dsbuild_user_ref(b, id, strlen(id));
+        for (int j = 0; j < 20; j++) {
+            reel_event_rec e = reel_event_rec_empty();
+            e.user = uid;
+            e.video = (uint32_t)((u % 3) * 100 + (u * 7 + j * 13) % 100);
+            e.type = REEL_EV_WATCH;
+            e.ts = ts++;
+            assert_int_equal(reel_dsbuild_add_event(b, &e, &d), 0);
+        }
+    }
+    assert_int_equal(reel_dsbuild_write(b, dir, &d), 0);
+    reel_dsbuild_free(b);
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_eval_opts o = reel_eval_opts_default();
+    o.protocol = REEL_PROTO_COLD;
+    o.methods = 1u << REEL_METHOD_POPULAR | 1u << REEL_METHOD_ANN;
+    o.quiet = 1;
+    o.i2v.threads = 1;
+    reel_eval_result r[REEL_METHOD__COUNT];
+    uint32_t n;
+    assert_int_equal(reel_eval_run(ds, &o, r, &n, &d), 0);
+    assert_int_equal(n, 2);
+    for (uint32_t m = 0; m < n; m++) {
+        assert_true(r[m].cold_videos >= 15 && r[m].cold_videos <= 50);
+        assert_true(r[m].n_cases > 0);
+        assert_float_equal(r[m].recall_at[50], 1, 1e-12);
+        assert_true(r[m].coverage > 0 && r[m].coverage <= 1);
+    }
+    assert_true(r[1].cold_filled >= r[1].cold_videos);
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +251,7 @@ int main(void)
         cmocka_unit_test(leave_last_out_ranks_by_hand),
         cmocka_unit_test(replay_asks_before_each_event),
         cmocka_unit_test(random_split_is_deterministic_for_a_seed),
+        cmocka_unit_test(cold_start_ranks_only_held_out_videos),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
