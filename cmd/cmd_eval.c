@@ -16,7 +16,8 @@ static void help(FILE *out)
             "                 [--embedding item2vec|als] [--dim 64] "
             "[--epochs 5]\n"
             "                 [--window 50] [--negatives 5] [--prior 0.06]\n"
-            "                 [--cold-lambda 10]\n"
+            "                 [--cold-lambda 10] [--ranker xgboost|mlp] "
+            "[--threads N]\n"
             "                 [--lambda 50] [--alpha 10]\n"
             "\n"
             "Evaluates recommendation methods offline on the dataset in DIR.\n"
@@ -43,7 +44,12 @@ static void help(FILE *out)
             "methods (all unless --method): popular, itemknn, ann (item2vec\n"
             "  vectors with a popularity prior (--prior), or --embedding als;\n"
             "  the mean of the last --history videos (default 10; the whole\n"
-            "  training profile under random-75-25) queries an HNSW index)\n"
+            "  training profile under random-75-25) queries an HNSW index),\n"
+            "  full (ann's 200 candidates ordered by the ranker, --ranker,\n"
+            "  trained on the training events only)\n"
+            "\n"
+            "Embedding training is multi-threaded (Hogwild) and so varies a\n"
+            "little between runs; --threads 1 makes a run reproducible.\n"
             "\n"
             "Writes DIR/reports/eval-PROTOCOL.{json,md,svg} (the svg plots "
             "recall@k\nfor k = 1..50) and prints a table, or JSON with "
@@ -68,7 +74,9 @@ int reel_cmd_eval(int argc, char **argv)
         O_LAMBDA,
         O_ALPHA,
         O_PRIOR,
-        O_COLD_LAMBDA
+        O_COLD_LAMBDA,
+        O_THREADS,
+        O_RANKER
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -87,6 +95,8 @@ int reel_cmd_eval(int argc, char **argv)
         {"alpha", required_argument, 0, O_ALPHA},
         {"prior", required_argument, 0, O_PRIOR},
         {"cold-lambda", required_argument, 0, O_COLD_LAMBDA},
+        {"threads", required_argument, 0, O_THREADS},
+        {"ranker", required_argument, 0, O_RANKER},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -147,6 +157,17 @@ int reel_cmd_eval(int argc, char **argv)
             if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &o.als.lambda))
                 return reel_cmd_usage_error("eval", "bad --lambda '%s'",
                                             optarg);
+            break;
+        case O_THREADS:
+            if (reel_cmd_parse_u64(optarg, 1, 256, &v))
+                return reel_cmd_usage_error("eval", "bad --threads '%s'",
+                                            optarg);
+            o.i2v.threads = o.als.threads = (int)v;
+            break;
+        case O_RANKER:
+            if (reel_ranker_kind_parse(optarg, &o.ranker.kind))
+                return reel_cmd_usage_error(
+                    "eval", "unknown ranker '%s' (xgboost, mlp)", optarg);
             break;
         case O_COLD_LAMBDA:
             if (reel_cmd_parse_double(optarg, 1e-6, 1e9, &o.cold_lambda))

@@ -24,6 +24,17 @@ void reel_vectors_new(uint32_t n, uint32_t dim, const char *source,
     *out = v;
 }
 
+reel_vectors *reel_vectors_dup(const reel_vectors *v)
+{
+    reel_vectors *c;
+    reel_vectors_new(v->n, v->dim, v->source, &c);
+    memcpy(c->data, v->data, (size_t)v->n * v->dim * sizeof *v->data);
+    memcpy(c->has, v->has, v->n);
+    c->unit_norm = v->unit_norm;
+    c->prior = v->prior;
+    return c;
+}
+
 void reel_vectors_free(reel_vectors *v)
 {
     if (!v)

@@ -31,6 +31,8 @@ typedef struct reel_vectors {
 void reel_vectors_new(uint32_t n, uint32_t dim, const char *source,
                       reel_vectors **out);
 void reel_vectors_free(reel_vectors *v);
+/* A copy that owns its memory. */
+reel_vectors *reel_vectors_dup(const reel_vectors *v);
 
 static inline float *reel_vectors_row(const reel_vectors *v, uint32_t i)
 {

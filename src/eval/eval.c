@@ -12,7 +12,7 @@
 
 static const char *const proto_names[] = {"random-75-25", "leave-last-out",
                                           "replay", "cold-start"};
-static const char *const method_names[] = {"popular", "itemknn", "ann"};
+static const char *const method_names[] = {"popular", "itemknn", "ann", "full"};
 
 const char *reel_protocol_name(enum reel_protocol p)
 {
@@ -57,7 +57,9 @@ reel_eval_opts reel_eval_opts_default(void)
                             .methods = 0,
                             .embedding = 0,
                             .i2v = reel_item2vec_opts_default(),
-                            .als = reel_als_opts_default()};
+                            .als = reel_als_opts_default(),
+                            .ranker = reel_ranker_opts_default(),
+                            .rows = reel_trainset_opts_default()};
 }
 
 uint32_t reel_eval_history(const reel_eval_opts *o)
@@ -272,7 +274,7 @@ static void split_free(struct split *s)
 }
 
 /* RANDOM and LAST: one case per user with test items. */
-static void run_static(const reel_inter *tr, const struct split *s,
+static void run_static(const reel_inter *tr, const struct split *s, double now,
                        struct method *m, const reel_eval_opts *o, struct acc *a,
                        reel_progress *p)
 {
@@ -294,8 +296,9 @@ static void run_static(const reel_inter *tr, const struct split *s,
         for (uint64_t t = t0; t < t1; t++)
             rel[s->t_item[t]] = 1;
         uint32_t n = reel__method_recommend(
-            m, tr->item + tr->off[u], (uint32_t)(tr->off[u + 1] - tr->off[u]),
-            seen, seen_list, n_seen, reel_eval_history(o), REEL_EVAL_KMAX, out);
+            m, u, now, tr->item + tr->off[u],
+            (uint32_t)(tr->off[u + 1] - tr->off[u]), seen, seen_list, n_seen,
+            reel_eval_history(o), REEL_EVAL_KMAX, out);
         score_case(a, m, out, n, rel, (uint32_t)(t1 - t0), o->k);
         for (uint32_t i = 0; i < n_seen; i++)
             seen[seen_list[i]] = 0;
@@ -330,11 +333,14 @@ static void run_replay(const reel_dataset *ds, const reel_inter *tr,
     uint32_t *seen_list = reel_xmalloc((ni + 1) * sizeof *seen_list);
     uint32_t out[REEL_EVAL_KMAX];
     for (uint64_t i = cut; i < e->n; i++) {
-        if (!reel_event_is_positive(e->type[i]))
-            continue;
         uint32_t u = e->user[i], v = e->video[i];
-        if (n_hist[u] && hist[u][n_hist[u] - 1] == v)
-            continue; /* the same video again (click, play, watch) */
+        if (!reel_event_is_positive(e->type[i]) ||
+            (n_hist[u] && hist[u][n_hist[u] - 1] == v)) {
+            /* Not a request: an impression, a skip, or the same video
+             * again (click, play, watch). The state still sees it. */
+            reel__method_observe(m, i);
+            continue;
+        }
         uint32_t n_seen = 0;
         for (uint32_t h = 0; h < n_hist[u]; h++)
             if (!seen[hist[u][h]]) {
@@ -346,7 +352,7 @@ static void run_replay(const reel_dataset *ds, const reel_inter *tr,
         if (!seen[v]) {
             double t0 = reel_clock_mono();
             uint32_t n = reel__method_recommend(
-                m, hist[u], n_hist[u], seen, seen_list, n_seen,
+                m, u, e->ts[i], hist[u], n_hist[u], seen, seen_list, n_seen,
                 reel_eval_history(o), REEL_EVAL_KMAX, out);
             double us = (reel_clock_mono() - t0) * 1e6;
             REEL_GROW(a->lat, a->cap_lat, a->n_lat + 1);
@@ -357,6 +363,7 @@ static void run_replay(const reel_dataset *ds, const reel_inter *tr,
         }
         for (uint32_t t = 0; t < n_seen; t++)
             seen[seen_list[t]] = 0;
+        reel__method_observe(m, i);
         REEL_GROW(hist[u], cap[u], (size_t)n_hist[u] + 1);
         hist[u][n_hist[u]++] = v;
         if (p && (i & 255) == 0)
@@ -383,6 +390,8 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
     reel_inter all, tr;
     struct split s = {0};
     uint64_t cut = 0;
+    uint8_t *keep = NULL;        /* the training events */
+    reel_vectors *shared = NULL; /* ann's and full's vectors */
     if (o->protocol == REEL_PROTO_REPLAY) {
         cut = (uint64_t)(o->replay_train * (double)e->n);
         if (cut >= e->n)
@@ -390,24 +399,29 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
         /* Events at the cut's exact time all go to the replay side. */
         while (cut > 0 && e->ts[cut - 1] == e->ts[cut])
             cut--;
-        uint8_t *keep = reel_xcalloc(e->n + 1, 1);
+        keep = reel_xcalloc(e->n + 1, 1);
         memset(keep, 1, cut);
         reel_inter_build(ds, keep, &tr);
-        free(keep);
     } else {
         reel_inter_build(ds, NULL, &all);
         make_split(ds, &all, o, &s);
         reel_inter_build(ds, s.keep, &tr);
         reel_inter_free(&all);
+        keep = s.keep;
     }
+    /* Static protocols ask "now", at the end of the training events. */
+    double now = 0;
+    for (uint64_t i = 0; i < e->n; i++)
+        if (keep[i] && e->ts[i] > now)
+            now = e->ts[i];
     int rc = 0;
     for (int mk = 0; mk < REEL_METHOD__COUNT; mk++) {
         if (o->methods && !(o->methods & (1u << mk)))
             continue;
         struct method m;
         double t0 = reel_clock_mono();
-        if ((rc = reel__method_fit(&m, (enum reel_method)mk, ds, &tr, o, s.cold,
-                                   d))) {
+        if ((rc = reel__method_fit(&m, (enum reel_method)mk, ds, &tr, keep, o,
+                                   s.cold, &shared, d))) {
             reel__method_free(&m);
             break;
         }
@@ -423,7 +437,7 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
         if (o->protocol == REEL_PROTO_REPLAY)
             run_replay(ds, &tr, cut, &m, o, &a, pp);
         else
-            run_static(&tr, &s, &m, o, &a, pp);
+            run_static(&tr, &s, now, &m, o, &a, pp);
         if (pp)
             reel_progress_finish(pp);
         reel_eval_result *r = &res[(*n_res)++];
@@ -446,6 +460,9 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
         reel__method_free(&m);
     }
     reel_inter_free(&tr);
+    reel_vectors_free(shared);
+    if (keep != s.keep)
+        free(keep);
     split_free(&s);
     return rc;
 }

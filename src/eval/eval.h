@@ -23,7 +23,12 @@
  * ANN (the design's retrieval: the mean of the last N history videos'
  * vectors, queried in an HNSW index with the seen videos excluded; the
  * vectors are item2vec with its popularity prior (embedding 0, the
- * default) or implicit-ALS factors (embedding 1), both by inner product). FULL
+ * default) or implicit-ALS factors (embedding 1), both by inner product).
+ * FULL (the design's whole path: ANN's 200 candidates, the feature rows
+ * of src/rank/features as of the request, and the ranker (XGBoost by
+ * default) trained on rows built from the training events only,
+ * src/rank/trainset; under replay the feature state follows the replayed
+ * events). FULL
  * (retrieval + ranker) arrives with the ranking issue. Thread rules:
  * reel_eval_run() is single-threaded apart from the embedding training it
  * starts; the dataset is only read.
@@ -38,6 +43,8 @@
 #include "data/dataset.h"
 #include "embed/als.h"
 #include "embed/item2vec.h"
+#include "rank/ranker.h"
+#include "rank/trainset.h"
 
 enum reel_protocol {
     REEL_PROTO_RANDOM,
@@ -50,6 +57,7 @@ enum reel_method {
     REEL_METHOD_POPULAR,
     REEL_METHOD_ITEMKNN,
     REEL_METHOD_ANN,
+    REEL_METHOD_FULL,
     REEL_METHOD__COUNT
 };
 
@@ -73,7 +81,9 @@ typedef struct reel_eval_opts {
     int embedding;       /* ANN's vectors: 0 item2vec (default), 1 ALS */
     reel_item2vec_opts i2v;
     reel_als_opts als;
-    int quiet; /* no progress */
+    reel_ranker_opts ranker; /* FULL's model */
+    reel_trainset_opts rows; /* FULL's training rows */
+    int quiet;               /* no progress */
 } reel_eval_opts;
 
 reel_eval_opts reel_eval_opts_default(void);

@@ -6,6 +6,8 @@
 #include "embed/vectors.h"
 #include "eval/eval.h"
 #include "index/index.h"
+#include "rank/features.h"
+#include "rank/ranker.h"
 
 struct scored {
     float s;
@@ -28,21 +30,37 @@ struct method {
     reel_hit *hits;
     const uint64_t *allow;  /* cold-start: only these videos; NULL: all */
     uint32_t n_cold_filled; /* cold-start: held-out videos given a vector */
+    uint32_t history_n;     /* the query's last N */
+    /* full: feature state, ranker and per-request scratch */
+    const reel_dataset *ds;
+    reel_featstate *fs;
+    reel_ranker *ranker;
+    uint32_t rows_c; /* candidates per request */
+    reel_hit *cand;
+    float *cand_sim, *cand_x, *cand_p;
+    struct scored *cand_s;
 };
 
 /* allow: NULL, or the cold-start protocol's held-out videos, the only
- * ones recommended; ANN then maps them in from catalogue features. */
+ * ones recommended; ANN then maps them in from catalogue features.
+ * keep marks the training events (FULL builds its rows from them).
+ * *shared (NULL at first, the caller frees it) keeps the learned vectors
+ * so that ANN and FULL learn them once. */
 int reel__method_fit(struct method *m, enum reel_method kind,
                      const reel_dataset *ds, const reel_inter *train,
-                     const reel_eval_opts *o, const uint64_t *allow,
+                     const uint8_t *keep, const reel_eval_opts *o,
+                     const uint64_t *allow, reel_vectors **shared,
                      reel_diag *d);
+/* Event e of the dataset happened (replay): FULL's state follows it. */
+void reel__method_observe(struct method *m, uint64_t e);
 void reel__method_free(struct method *m);
 /* Up to k unseen videos for a user with history hist (oldest first);
  * seen[v] != 0 marks the videos to exclude, also listed in seen_list. */
-uint32_t reel__method_recommend(struct method *m, const uint32_t *hist,
-                                uint32_t n_hist, const uint8_t *seen,
-                                const uint32_t *seen_list, uint32_t n_seen,
-                                uint32_t history_n, uint32_t k, uint32_t *out);
+uint32_t reel__method_recommend(struct method *m, uint32_t user, double now,
+                                const uint32_t *hist, uint32_t n_hist,
+                                const uint8_t *seen, const uint32_t *seen_list,
+                                uint32_t n_seen, uint32_t history_n, uint32_t k,
+                                uint32_t *out);
 
 /* The metrics of one ranked list against the relevant items (rel[v] != 0
  * for the n_rel relevant ones), as reel_eval defines them. */

@@ -162,15 +162,21 @@ static int allowed(const struct method *m, uint32_t i)
 }
 
 static int fit_ann(struct method *m, const reel_dataset *ds,
-                   const reel_inter *tr, const reel_eval_opts *o, reel_diag *d)
+                   const reel_inter *tr, const reel_eval_opts *o,
+                   reel_vectors **shared, reel_diag *d)
 {
     reel_progress p, *pp = o->quiet ? NULL : &p;
-    int rc = o->embedding == 1 ? reel_als_train(tr, &o->als, pp, &m->vec)
-                               : reel_item2vec_train(tr, &o->i2v, pp, &m->vec);
-    if (rc)
+    int rc = 0;
+    if (*shared) /* ann and full learn the same vectors once */
+        m->vec = reel_vectors_dup(*shared);
+    else if ((rc = o->embedding == 1
+                       ? reel_als_train(tr, &o->als, pp, &m->vec)
+                       : reel_item2vec_train(tr, &o->i2v, pp, &m->vec)))
         return reel_diag_fail(d, rc, "%s training failed: %s",
                               o->embedding == 1 ? "ALS" : "item2vec",
                               reel_strerror(rc));
+    else
+        *shared = reel_vectors_dup(m->vec);
     /* Cold start: the held-out videos have no vectors (no training
      * events); the ridge map from catalogue features gives them one. */
     if (m->allow && (rc = reel_cold_fill(ds, NULL, m->vec, o->cold_lambda,
@@ -194,14 +200,63 @@ static int fit_ann(struct method *m, const reel_dataset *ds,
     return 0;
 }
 
+/* The design's whole path: ANN's retrieval, then the ranker, trained on
+ * rows from the training events as of each event's time. */
+static int fit_full(struct method *m, const reel_dataset *ds,
+                    const reel_inter *tr, const uint8_t *keep,
+                    const reel_eval_opts *o, reel_vectors **shared,
+                    reel_diag *d)
+{
+    int rc = fit_ann(m, ds, tr, o, shared, d);
+    if (rc)
+        return rc;
+    m->ds = ds;
+    reel_featstate_new(ds, &m->fs);
+    reel_rows rows;
+    reel_rows_init(&rows, REEL_F__COUNT);
+    reel_trainset_opts to = o->rows;
+    to.history_n = m->history_n;
+    reel_trainset_stats st;
+    reel_progress p, *pp = o->quiet ? NULL : &p;
+    rc = reel_trainset_build(ds, keep, m->vec, m->ix, &to, m->fs, &rows, &st,
+                             pp, d);
+    reel_ranker_report rep;
+    if (!rc)
+        rc =
+            reel_ranker_train(&rows, &o->ranker, NULL, pp, &m->ranker, &rep, d);
+    reel_rows_free(&rows);
+    if (rc)
+        return rc;
+    if (!o->quiet)
+        fprintf(stderr,
+                "full: %llu rows (%llu positive, %llu groups; skipped: %llu "
+                "without history, %llu not retrieved); %s kept %u rounds, "
+                "validation AUC %.4f (popularity alone %.4f), logloss %.4f\n",
+                (unsigned long long)st.rows, (unsigned long long)st.positives,
+                (unsigned long long)st.groups,
+                (unsigned long long)st.skipped_no_history,
+                (unsigned long long)st.skipped_not_retrieved,
+                reel_ranker_kind_name(o->ranker.kind), rep.rounds,
+                rep.valid_auc, rep.popularity_auc, rep.valid_logloss);
+    uint32_t c = o->rows.candidates;
+    m->rows_c = c;
+    m->cand = reel_xmalloc(c * sizeof *m->cand);
+    m->cand_sim = reel_xmalloc(c * sizeof *m->cand_sim);
+    m->cand_x = reel_xmalloc((size_t)c * REEL_F__COUNT * sizeof *m->cand_x);
+    m->cand_p = reel_xmalloc(c * sizeof *m->cand_p);
+    m->cand_s = reel_xmalloc(c * sizeof *m->cand_s);
+    return 0;
+}
+
 int reel__method_fit(struct method *m, enum reel_method kind,
                      const reel_dataset *ds, const reel_inter *tr,
-                     const reel_eval_opts *o, const uint64_t *allow,
-                     reel_diag *d)
+                     const uint8_t *keep, const reel_eval_opts *o,
+                     const uint64_t *allow, reel_vectors **shared, reel_diag *d)
 {
     memset(m, 0, sizeof *m);
     m->kind = kind;
     m->allow = allow;
+    m->history_n = reel_eval_history(o);
     m->n_items = tr->n_items;
     m->score = reel_xcalloc(tr->n_items + 1, sizeof *m->score);
     m->touched = reel_xmalloc((tr->n_items + 1) * sizeof *m->touched);
@@ -213,7 +268,9 @@ int reel__method_fit(struct method *m, enum reel_method kind,
         /* Scratch for ranking, so a request allocates nothing. */
         m->ranked = reel_xmalloc((tr->n_items + 1) * sizeof *m->ranked);
     } else if (kind == REEL_METHOD_ANN)
-        return fit_ann(m, ds, tr, o, d);
+        return fit_ann(m, ds, tr, o, shared, d);
+    else if (kind == REEL_METHOD_FULL)
+        return fit_full(m, ds, tr, keep, o, shared, d);
     return 0;
 }
 
@@ -232,6 +289,13 @@ void reel__method_free(struct method *m)
     free(m->hits);
     reel_index_free(m->ix);
     reel_vectors_free(m->vec);
+    reel_featstate_free(m->fs);
+    reel_ranker_free(m->ranker);
+    free(m->cand);
+    free(m->cand_sim);
+    free(m->cand_x);
+    free(m->cand_p);
+    free(m->cand_s);
     memset(m, 0, sizeof *m);
 }
 
@@ -314,10 +378,49 @@ static uint32_t rec_ann(struct method *m, const uint32_t *hist, uint32_t n_hist,
     return fill_popular(m, seen, out, n, k);
 }
 
-uint32_t reel__method_recommend(struct method *m, const uint32_t *hist,
-                                uint32_t n_hist, const uint8_t *seen,
-                                const uint32_t *seen_list, uint32_t n_seen,
-                                uint32_t history_n, uint32_t k, uint32_t *out)
+static uint32_t rec_full(struct method *m, uint32_t user, double now,
+                         const uint32_t *hist, uint32_t n_hist,
+                         const uint8_t *seen, const uint32_t *seen_list,
+                         uint32_t n_seen, uint32_t history_n, uint32_t k,
+                         uint32_t *out)
+{
+    uint32_t nc =
+        reel_retrieve(m->vec, m->ix, hist, n_hist, history_n, seen_list, n_seen,
+                      (uint32_t)m->rows_c, m->qbuf, m->cand, m->cand_sim);
+    uint32_t n = 0;
+    if (nc) {
+        for (uint32_t i = 0; i < nc; i++) {
+            reel_cand_feats cf;
+            reel_cand_feats_fill(m->vec, hist, n_hist, history_n, m->cand[i].id,
+                                 m->cand_sim[i], (float)i, &cf);
+            reel_features_row(m->fs, user, m->cand[i].id, now, &cf,
+                              m->cand_x + (size_t)i * REEL_F__COUNT);
+        }
+        reel_ranker_score(m->ranker, m->cand_x, nc, REEL_F__COUNT, m->cand_p);
+        for (uint32_t i = 0; i < nc; i++)
+            m->cand_s[i] = (struct scored){m->cand_p[i], m->cand[i].id};
+        qsort(m->cand_s, nc, sizeof *m->cand_s, cmp_scored);
+        n = nc < k ? nc : k;
+        for (uint32_t i = 0; i < n; i++)
+            out[i] = m->cand_s[i].id;
+    }
+    return fill_popular(m, seen, out, n, k);
+}
+
+void reel__method_observe(struct method *m, uint64_t e)
+{
+    if (!m->fs)
+        return;
+    const reel_events *ev = reel_dataset_events(m->ds);
+    reel_featstate_apply(m->fs, ev->user[e], ev->video[e], ev->type[e],
+                         ev->ts[e], ev->watch_s[e], ev->rating[e]);
+}
+
+uint32_t reel__method_recommend(struct method *m, uint32_t user, double now,
+                                const uint32_t *hist, uint32_t n_hist,
+                                const uint8_t *seen, const uint32_t *seen_list,
+                                uint32_t n_seen, uint32_t history_n, uint32_t k,
+                                uint32_t *out)
 {
     switch (m->kind) {
     case REEL_METHOD_POPULAR:
@@ -327,6 +430,9 @@ uint32_t reel__method_recommend(struct method *m, const uint32_t *hist,
     case REEL_METHOD_ANN:
         return rec_ann(m, hist, n_hist, seen, seen_list, n_seen, history_n, k,
                        out);
+    case REEL_METHOD_FULL:
+        return rec_full(m, user, now, hist, n_hist, seen, seen_list, n_seen,
+                        history_n, k, out);
     default:
         return 0;
     }

@@ -16,10 +16,10 @@
 
 typedef struct reel_rows {
     uint32_t n_features;
-    size_t n;      /* rows */
-    size_t cap;    /* rows allocated */
-    float *x;      /* n * n_features */
-    float *y;      /* n labels */
+    size_t n;   /* rows */
+    size_t cap; /* rows allocated */
+    float *x;   /* n * n_features */
+    float *y;   /* n labels */
     uint32_t *group;
     int64_t *time; /* seconds since the epoch */
 } reel_rows;

@@ -1,0 +1,129 @@
+/*
+ * features: the one code path that turns (user, video, moment) into the
+ * ranker's feature row, offline (training) and online (serving) alike.
+ *
+ * A reel_featstate holds what is known at a moment: per user and per video
+ * running counters, updated by reel_featstate_apply() with each event in
+ * time order, plus the static catalogue and user columns of the dataset.
+ * A row is computed from the state as it is when asked, so a training row
+ * built just before an event is applied sees exactly what the server would
+ * have seen when it was asked for that user at that time: no train/serve
+ * skew and nothing from the future. The columns, their units and their
+ * missing values are the table of docs/features.md (REEL_FEATURES names
+ * them in order).
+ *
+ * Recent-window counts are exponentially decayed counters (half-lives of
+ * one and seven days; a category or language share, thirty days): exact
+ * sliding windows would need every event of the window kept per video.
+ * Category and language shares keep 64 and 16 hashed buckets per user
+ * (the id modulo the bucket count), so memory stays fixed per user
+ * (about 400 bytes) whatever the vocabularies' sizes.
+ *
+ * The state also keeps each user's recent history (the last
+ * REEL_FEAT_RING positive videos, newest last), which the retrieval query
+ * is built from.
+ *
+ * Ownership: the state borrows the dataset (which must outlive it) and
+ * owns its counters. Thread rules: one writer; reel_features_row() only
+ * reads, so any number of readers may run when no writer does (the server
+ * serialises them).
+ */
+#ifndef REEL_RANK_FEATURES_H
+#define REEL_RANK_FEATURES_H
+
+#include <stdint.h>
+
+#include "base/err.h"
+#include "data/dataset.h"
+
+/* X(name, description): the columns in order. */
+#define REEL_FEATURES(X)                                                       \
+    X(u_age, "user age in years")                                              \
+    X(u_age_bucket, "age bucket 0..6: <18, 18-24, 25-34, 35-44, 45-49, "       \
+                    "50-55, 56+")                                              \
+    X(u_gender, "gender (dictionary id)")                                      \
+    X(u_country, "country (dictionary id)")                                    \
+    X(u_occupation, "occupation (dictionary id)")                              \
+    X(u_account_days, "days since sign-up")                                    \
+    X(u_views, "positive events so far")                                       \
+    X(u_watch_frac, "mean watched fraction of the user's watches")             \
+    X(u_hours_since_last, "hours since the user's last event")                 \
+    X(u_impressions, "impressions shown to the user")                          \
+    X(u_ctr, "user click-through rate, smoothed")                              \
+    X(u_top_language, "language with the largest share of recent viewing")     \
+    X(u_mean_rating, "mean of the user's ratings")                             \
+    X(v_duration_s, "video duration in seconds")                               \
+    X(v_type, "video type (dictionary id)")                                    \
+    X(v_language, "video language (dictionary id)")                            \
+    X(v_category, "primary category (dictionary id)")                          \
+    X(v_age_days, "days since publication")                                    \
+    X(v_impressions, "impressions of the video")                               \
+    X(v_ctr, "video click-through rate, smoothed")                             \
+    X(v_watch_frac, "mean watched fraction of the video's watches")            \
+    X(v_views, "positive events on the video")                                 \
+    X(v_views_1d, "positive events, decayed with a one-day half-life")         \
+    X(v_views_7d, "positive events, decayed with a seven-day half-life")       \
+    X(v_trend, "v_views_1d / v_views_7d: rising when above 1/7")               \
+    X(v_mean_rating, "mean rating of the video")                               \
+    X(x_sim, "similarity of the video to the user's query vector")             \
+    X(x_rank, "rank among the retrieval candidates (0 = first)")               \
+    X(x_sim_last, "cosine of the video to the user's latest video")            \
+    X(x_sim_max, "largest cosine of the video to one of the query's videos")   \
+    X(x_cat_affinity, "user's recent share on the video's primary category")   \
+    X(x_cat_any, "user's recent share on any of the video's categories")       \
+    X(x_lang_match, "user's recent share on the video's language")
+
+enum reel_feature {
+#define REEL__FEAT_ENUM(name, desc) REEL_F_##name,
+    REEL_FEATURES(REEL__FEAT_ENUM)
+#undef REEL__FEAT_ENUM
+        REEL_F__COUNT
+};
+
+enum { REEL_FEAT_RING = 32 };
+
+/* Column name ("u_age") and description; NULL for an unknown column. */
+const char *reel_feature_name(int f);
+const char *reel_feature_desc(int f);
+
+typedef struct reel_featstate reel_featstate;
+
+/* An empty state (nothing has happened yet) for the dataset's users and
+ * videos. */
+int reel_featstate_new(const reel_dataset *ds, reel_featstate **out);
+void reel_featstate_free(reel_featstate *s);
+
+/* Applies one event; events must come in non-decreasing time. watch_s and
+ * rating may be NaN. */
+void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
+                          int type, double ts, float watch_s, float rating);
+
+/* Applies the dataset's events [from, to) with keep[e] != 0 (keep may be
+ * NULL). */
+void reel_featstate_apply_events(reel_featstate *s, uint64_t from, uint64_t to,
+                                 const uint8_t *keep);
+
+/* The user's recent positive videos, oldest first, into out (at most
+ * REEL_FEAT_RING); returns the count. */
+uint32_t reel_featstate_recent(const reel_featstate *s, uint32_t user,
+                               uint32_t *out);
+
+/* What retrieval knows of a candidate (NaN when unknown); trainset.h's
+ * reel_cand_feats_fill() computes it the same way for training and
+ * serving. */
+typedef struct reel_cand_feats {
+    float sim;      /* to the query vector, as the index ranks */
+    float rank;     /* among the candidates, 0 = first */
+    float sim_last; /* cosine to the user's latest video */
+    float sim_max;  /* largest cosine to one of the query's videos */
+} reel_cand_feats;
+
+/*
+ * The row for (user, video) at time `now` (Unix seconds) into out
+ * (REEL_F__COUNT floats, NaN = missing); c (or NULL) gives the retrieval
+ * features.
+ */
+void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
+                       double now, const reel_cand_feats *c, float *out);
+
+#endif

@@ -1,0 +1,382 @@
+#include "rank/trainset.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "base/rng.h"
+#include "data/interactions.h"
+
+int reel_label_parse(const char *s, reel_label *out, float *watch_s)
+{
+    if (!strcmp(s, "click")) {
+        *out = REEL_LABEL_CLICK;
+        return 0;
+    }
+    if (!strcmp(s, "like")) {
+        *out = REEL_LABEL_LIKE;
+        return 0;
+    }
+    if (!strncmp(s, "watch", 5)) {
+        const char *n = s + 5;
+        if (!*n) {
+            *out = REEL_LABEL_WATCH;
+            return 0;
+        }
+        char *end;
+        double v = strtod(n, &end);
+        if (*end || !(v >= 0 && v <= 86400) || end == n)
+            return REEL_EINVAL;
+        *out = REEL_LABEL_WATCH;
+        *watch_s = (float)v;
+        return 0;
+    }
+    return REEL_EINVAL;
+}
+
+reel_trainset_opts reel_trainset_opts_default(void)
+{
+    return (reel_trainset_opts){.label = REEL_LABEL_WATCH,
+                                .watch_seconds = 30,
+                                .negatives = 9,
+                                .candidates = 200,
+                                .history_n = 10,
+                                .max_rows = 200000,
+                                .follow_s = 3600,
+                                .seed = 42};
+}
+
+float reel_retrieve_sim(const reel_vectors *vec, const float *q, uint32_t v)
+{
+    if (v >= vec->n || !vec->has[v])
+        return NAN;
+    const float *r = reel_vectors_row(vec, v);
+    double dot = 0, qq = 0, rr = 0;
+    for (uint32_t j = 0; j < vec->dim; j++) {
+        dot += (double)q[j] * r[j];
+        qq += (double)q[j] * q[j];
+        rr += (double)r[j] * r[j];
+    }
+    if (reel_vectors_by_cosine(vec))
+        return qq > 0 && rr > 0 ? (float)(dot / sqrt(qq * rr)) : NAN;
+    return (float)dot;
+}
+
+static float item_cos(const reel_vectors *vec, uint32_t a, uint32_t b)
+{
+    if (a >= vec->n || b >= vec->n || !vec->has[a] || !vec->has[b])
+        return NAN;
+    uint32_t d = vec->prior ? vec->dim - 1 : vec->dim;
+    const float *x = reel_vectors_row(vec, a), *y = reel_vectors_row(vec, b);
+    double dot = 0, xx = 0, yy = 0;
+    for (uint32_t j = 0; j < d; j++) {
+        dot += (double)x[j] * y[j];
+        xx += (double)x[j] * x[j];
+        yy += (double)y[j] * y[j];
+    }
+    return xx > 0 && yy > 0 ? (float)(dot / sqrt(xx * yy)) : NAN;
+}
+
+void reel_cand_feats_fill(const reel_vectors *vec, const uint32_t *recent,
+                          uint32_t n_recent, uint32_t history_n, uint32_t v,
+                          float sim, float rank, reel_cand_feats *out)
+{
+    out->sim = sim;
+    out->rank = rank;
+    out->sim_last = n_recent ? item_cos(vec, recent[n_recent - 1], v) : NAN;
+    out->sim_max = NAN;
+    for (uint32_t h = n_recent, used = 0; h > 0 && used < history_n;
+         h--, used++) {
+        float c = item_cos(vec, recent[h - 1], v);
+        if (isfinite(c) && !(out->sim_max >= c))
+            out->sim_max = c;
+    }
+}
+
+uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
+                       const uint32_t *recent, uint32_t n_recent,
+                       uint32_t history_n, const uint32_t *exclude,
+                       uint32_t n_ex, uint32_t k, float *q, reel_hit *hits,
+                       float *sim)
+{
+    if (!reel_vectors_query(vec, recent, n_recent, history_n, q))
+        return 0;
+    reel_filter f = {.exclude = exclude, .n_exclude = n_ex};
+    uint32_t ef = k + n_ex;
+    reel_search_params sp = {.ef = ef > 2000 ? 2000 : ef, .filter = &f};
+    uint32_t n = 0;
+    if (reel_index_search(ix, q, k, &sp, hits, &n))
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        sim[i] = reel_retrieve_sim(vec, q, hits[i].id);
+    return n;
+}
+
+/* Candidates that score higher than s. */
+static float rank_of(const float *sim, uint32_t n, float s)
+{
+    if (!isfinite(s))
+        return NAN;
+    uint32_t r = 0;
+    for (uint32_t i = 0; i < n; i++)
+        r += sim[i] > s;
+    return (float)r;
+}
+
+struct ctx {
+    const reel_dataset *ds;
+    const reel_events *e;
+    const reel_trainset_opts *o;
+    int watch_times; /* the log has watch seconds */
+};
+
+static int is_label(const struct ctx *c, uint64_t i)
+{
+    uint8_t t = c->e->type[i];
+    if (!reel_event_is_positive(t))
+        return 0;
+    switch (c->o->label) {
+    case REEL_LABEL_CLICK:
+        return 1;
+    case REEL_LABEL_LIKE:
+        return t == REEL_EV_LIKE || t == REEL_EV_SHARE ||
+               (t == REEL_EV_RATING && c->e->rating[i] >= 4);
+    default:
+        if (!c->watch_times)
+            return 1;
+        return t == REEL_EV_WATCH && c->e->watch_s[i] >= c->o->watch_seconds;
+    }
+}
+
+/* (user, video) -> the earliest later time of a label event: an open
+ * addressing table filled by a backward pass. */
+struct nextmap {
+    uint64_t *key; /* user << 32 | video, plus 1; 0 = empty */
+    double *ts;
+    uint64_t mask;
+};
+
+static uint64_t hash64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+static double *nextmap_slot(struct nextmap *m, uint64_t key, int insert)
+{
+    for (uint64_t h = hash64(key) & m->mask;; h = (h + 1) & m->mask) {
+        if (m->key[h] == key)
+            return &m->ts[h];
+        if (!m->key[h]) {
+            if (!insert)
+                return NULL;
+            m->key[h] = key;
+            m->ts[h] = INFINITY;
+            return &m->ts[h];
+        }
+    }
+}
+
+struct seen {
+    uint32_t **list;
+    uint32_t *n;
+    size_t *cap;
+};
+
+int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
+                        const reel_vectors *vec, const reel_index *ix,
+                        const reel_trainset_opts *o, reel_featstate *fs,
+                        reel_rows *rows, reel_trainset_stats *st,
+                        reel_progress *p, reel_diag *d)
+{
+    const reel_events *e = reel_dataset_events(ds);
+    const reel_users *us = reel_dataset_users(ds);
+    struct ctx c = {.ds = ds, .e = e, .o = o};
+    memset(st, 0, sizeof *st);
+    if (o->candidates < 2 || o->candidates > 10000 || o->history_n < 1)
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "candidates must be in 2..10000, history >= 1");
+    uint64_t n_label = 0;
+    for (uint64_t i = 0; i < e->n; i++) {
+        if (keep && !keep[i])
+            continue;
+        st->events++;
+        if (e->type[i] == REEL_EV_IMPRESSION)
+            st->from_impressions = 1;
+        if (e->type[i] == REEL_EV_WATCH && isfinite(e->watch_s[i]))
+            c.watch_times = 1;
+    }
+    for (uint64_t i = 0; i < e->n; i++)
+        if ((!keep || keep[i]) && is_label(&c, i))
+            n_label++;
+    /* Impressions: which ones a label event followed. */
+    struct nextmap nm = {0};
+    uint8_t *impr_label = NULL;
+    if (st->from_impressions) {
+        uint64_t size = 16;
+        while (size < 2 * n_label + 16)
+            size *= 2;
+        nm.key = reel_xcalloc(size, sizeof *nm.key);
+        nm.ts = reel_xmalloc(size * sizeof *nm.ts);
+        nm.mask = size - 1;
+        impr_label = reel_xcalloc(e->n + 1, 1);
+        for (uint64_t i = e->n; i > 0; i--) {
+            uint64_t j = i - 1;
+            if (keep && !keep[j])
+                continue;
+            uint64_t key = ((uint64_t)e->user[j] << 32 | e->video[j]) + 1;
+            if (is_label(&c, j))
+                *nextmap_slot(&nm, key, 1) = e->ts[j];
+            else if (e->type[j] == REEL_EV_IMPRESSION) {
+                double *t = nextmap_slot(&nm, key, 0);
+                impr_label[j] = t && *t - e->ts[j] <= o->follow_s;
+            }
+        }
+        free(nm.key);
+        free(nm.ts);
+    }
+    /* The first event whose rows fit in max_rows, counted from the end. */
+    uint64_t start = 0, budget = 0;
+    for (uint64_t i = e->n; i > 0; i--) {
+        uint64_t j = i - 1;
+        if (keep && !keep[j])
+            continue;
+        if (st->from_impressions ? e->type[j] == REEL_EV_IMPRESSION
+                                 : is_label(&c, j))
+            budget += st->from_impressions ? 1 : 1 + o->negatives;
+        if (budget > o->max_rows) {
+            start = i;
+            break;
+        }
+    }
+    uint32_t nu = us->n, k = o->candidates;
+    struct seen sn = {reel_xcalloc(nu + 1, sizeof *sn.list),
+                      reel_xcalloc(nu + 1, sizeof *sn.n),
+                      reel_xcalloc(nu + 1, sizeof *sn.cap)};
+    float *q = reel_xmalloc(vec->dim * sizeof *q);
+    reel_hit *hits = reel_xmalloc(k * sizeof *hits);
+    float *sim = reel_xmalloc(k * sizeof *sim);
+    uint32_t *pick = reel_xmalloc(k * sizeof *pick);
+    uint32_t recent[REEL_FEAT_RING];
+    const uint32_t *hist = recent;
+    reel_rng r;
+    reel_rng_seed(&r, o->seed);
+    uint32_t group = 0, cur_user = REEL_NONE, n_hits = 0;
+    double cur_ts = NAN;
+    int have_group = 0, new_group = 0;
+    if (p)
+        reel_progress_start(p, "features", "events", e->n);
+    for (uint64_t i = 0; i < e->n; i++) {
+        if (keep && !keep[i])
+            continue;
+        uint32_t u = e->user[i], v = e->video[i];
+        int impr = e->type[i] == REEL_EV_IMPRESSION;
+        int make =
+            i >= start && (st->from_impressions ? impr : is_label(&c, i));
+        uint32_t n_recent = 0;
+        if (make) {
+            n_recent = reel_featstate_recent(fs, u, recent);
+            hist = recent;
+            /* A query over more than the ring holds (the whole profile)
+             * reads the user's seen list, which is the history too. */
+            if (o->history_n > REEL_FEAT_RING) {
+                hist = sn.list[u];
+                n_recent = sn.n[u];
+            }
+            /* A video the user has seen cannot be recommended again. */
+            for (uint32_t t = 0; t < sn.n[u] && make; t++)
+                make = sn.list[u][t] != v;
+        }
+        if (make) {
+            int fresh =
+                !st->from_impressions || u != cur_user || e->ts[i] != cur_ts;
+            if (fresh) {
+                n_hits = reel_retrieve(vec, ix, hist, n_recent, o->history_n,
+                                       sn.list[u], sn.n[u], k, q, hits, sim);
+                cur_user = u;
+                cur_ts = e->ts[i];
+                new_group = 1;
+            }
+            float s = n_hits ? reel_retrieve_sim(vec, q, v) : NAN;
+            float rk = n_hits ? rank_of(sim, n_hits, s) : NAN;
+            if (!n_hits) {
+                st->skipped_no_history++;
+            } else if (!st->from_impressions && !(rk < (float)n_hits)) {
+                /* Retrieval missed it: the ranker never sees such a
+                 * video, so it is no lesson for the ranker. */
+                st->skipped_not_retrieved++;
+            } else {
+                float y = st->from_impressions ? impr_label[i] : 1;
+                if (new_group) {
+                    group += have_group;
+                    have_group = 1;
+                    new_group = 0;
+                }
+                float *x = reel_rows_push(rows, y, group, (int64_t)e->ts[i]);
+                reel_cand_feats cf;
+                reel_cand_feats_fill(vec, hist, n_recent, o->history_n, v, s,
+                                     rk, &cf);
+                reel_features_row(fs, u, v, e->ts[i], &cf, x);
+                st->rows++;
+                st->positives += y > 0;
+                if (!st->from_impressions) {
+                    /* Negatives: distinct candidates other than v. */
+                    uint32_t np = 0;
+                    for (uint32_t t = 0; t < n_hits; t++)
+                        if (hits[t].id != v)
+                            pick[np++] = t;
+                    uint32_t want = o->negatives < np ? o->negatives : np;
+                    for (uint32_t t = 0; t < want; t++) {
+                        uint32_t j = t + (uint32_t)reel_rng_below(&r, np - t);
+                        uint32_t tmp = pick[t];
+                        pick[t] = pick[j];
+                        pick[j] = tmp;
+                        uint32_t h = pick[t];
+                        x = reel_rows_push(rows, 0, group, (int64_t)e->ts[i]);
+                        reel_cand_feats_fill(vec, hist, n_recent, o->history_n,
+                                             hits[h].id, sim[h],
+                                             rank_of(sim, n_hits, sim[h]), &cf);
+                        reel_features_row(fs, u, hits[h].id, e->ts[i], &cf, x);
+                        st->rows++;
+                    }
+                }
+            }
+        }
+        reel_featstate_apply(fs, u, v, e->type[i], e->ts[i], e->watch_s[i],
+                             e->rating[i]);
+        if (reel_event_is_positive(e->type[i])) {
+            int dup = 0;
+            for (uint32_t t = sn.n[u]; t > 0 && !dup; t--)
+                dup = sn.list[u][t - 1] == v;
+            if (!dup) {
+                REEL_GROW(sn.list[u], sn.cap[u], (size_t)sn.n[u] + 1);
+                sn.list[u][sn.n[u]++] = v;
+            }
+        }
+        if (p && (i & 1023) == 0)
+            reel_progress_set(p, i);
+    }
+    if (p)
+        reel_progress_finish(p);
+    st->groups = have_group ? group + 1 : 0;
+    for (uint32_t u = 0; u < nu; u++)
+        free(sn.list[u]);
+    free(sn.list);
+    free(sn.n);
+    free(sn.cap);
+    free(q);
+    free(hits);
+    free(sim);
+    free(pick);
+    free(impr_label);
+    if (!st->rows || st->positives == 0 || st->positives == st->rows)
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "no usable training rows (%llu rows, %llu "
+                              "positive): too few events with history",
+                              (unsigned long long)st->rows,
+                              (unsigned long long)st->positives);
+    return 0;
+}

@@ -1,0 +1,112 @@
+/*
+ * trainset: the ranker's training rows, built from the event log by
+ * replaying it through a reel_featstate.
+ *
+ * Events are walked in time order. Before an event is applied, the rows it
+ * gives are computed from the state as it is, so every feature is as of
+ * the event's time (the serving path computes the same row at request
+ * time). Two sources of rows:
+ * - impressions (when the log has any): one row per impression, labelled
+ *   1 when a label event (below) on the same user and video follows within
+ *   follow_s seconds; the impressions of one user at one time (or one
+ *   request id) form a group;
+ * - otherwise (MovieLens: ratings only) each label event gives a positive
+ *   row and `negatives` rows for videos sampled from the retrieval
+ *   candidates at that time (the user's last history_n videos' mean
+ *   queries the index, seen videos excluded), one group per event; an
+ *   event whose video is not among the candidates gives no rows (the
+ *   ranker only ever orders candidates).
+ * Labels: WATCH, a watch of at least watch_seconds (when the log has no
+ *   watch times at all, any positive event: a rating means a view);
+ *   CLICK, any positive event; LIKE, a like or share or a rating >= 4.
+ * The retrieval features (x_sim, x_rank) come from the vectors and index
+ * given: the similarity of the video to the query, and its rank among
+ * the candidates (how many candidates score higher), for positives and
+ * negatives alike. Rows whose user has no history with a vector are
+ * skipped (the server answers them by the cold-start path, not the
+ * ranker). Only the latest rows are kept (max_rows); the state still
+ * sees every event.
+ *
+ * Ownership: the caller's featstate is advanced through the events (on
+ * return it is the state after the last kept event). Thread rules: one
+ * thread; the dataset, vectors and index are only read.
+ */
+#ifndef REEL_RANK_TRAINSET_H
+#define REEL_RANK_TRAINSET_H
+
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/progress.h"
+#include "data/dataset.h"
+#include "embed/vectors.h"
+#include "index/index.h"
+#include "rank/features.h"
+#include "rank/rows.h"
+
+typedef enum reel_label {
+    REEL_LABEL_WATCH,
+    REEL_LABEL_CLICK,
+    REEL_LABEL_LIKE
+} reel_label;
+
+/* "watch30" (any N), "click", "like"; watch_s gets N for watchN. */
+int reel_label_parse(const char *s, reel_label *out, float *watch_s);
+
+typedef struct reel_trainset_opts {
+    reel_label label;    /* WATCH */
+    float watch_seconds; /* 30 */
+    uint32_t negatives;  /* 9 sampled negatives per positive */
+    uint32_t candidates; /* 200 retrieval candidates */
+    uint32_t history_n;  /* 10: the query's last N */
+    uint64_t max_rows;   /* 200000: the latest rows are kept */
+    double follow_s;     /* 3600 */
+    uint64_t seed;       /* 42 */
+} reel_trainset_opts;
+
+reel_trainset_opts reel_trainset_opts_default(void);
+
+/* What the builder saw. */
+typedef struct reel_trainset_stats {
+    int from_impressions; /* 1: impression rows; 0: sampled negatives */
+    uint64_t events, rows, positives, groups, skipped_no_history;
+    uint64_t skipped_not_retrieved; /* sampled mode: positive not among
+                                       the candidates */
+} reel_trainset_stats;
+
+/*
+ * Walks events [0, n) with keep[e] != 0 (keep may be NULL) through fs,
+ * appending rows (REEL_F__COUNT features) to `rows` (initialised by the
+ * caller). REEL_EINVAL when no row could be made.
+ */
+int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
+                        const reel_vectors *vec, const reel_index *ix,
+                        const reel_trainset_opts *o, reel_featstate *fs,
+                        reel_rows *rows, reel_trainset_stats *st,
+                        reel_progress *p, reel_diag *d);
+
+/*
+ * The retrieval step shared by training and serving: the query of the
+ * user's recent history, the candidates from the index (excluding the
+ * `n_ex` videos of `exclude`), and each candidate's similarity. Returns
+ * the number of candidates (0 when the user has no usable history, or on
+ * a search error); q has vec->dim floats, hits and sim `k` entries.
+ */
+uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
+                       const uint32_t *recent, uint32_t n_recent,
+                       uint32_t history_n, const uint32_t *exclude,
+                       uint32_t n_ex, uint32_t k, float *q, reel_hit *hits,
+                       float *sim);
+
+/* The similarity of video v to the query as the index ranks it (inner
+ * product, or cosine for unit vectors); NaN when v has no vector. */
+float reel_retrieve_sim(const reel_vectors *vec, const float *q, uint32_t v);
+
+/* The retrieval features of candidate v: sim and rank as given, and its
+ * cosines to the history's last history_n videos (the popularity
+ * coordinate of a prior left out). */
+void reel_cand_feats_fill(const reel_vectors *vec, const uint32_t *recent,
+                          uint32_t n_recent, uint32_t history_n, uint32_t v,
+                          float sim, float rank, reel_cand_feats *out);
+
+#endif
