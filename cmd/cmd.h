@@ -21,6 +21,8 @@ int reel_cmd_stats(int argc, char **argv);
 int reel_cmd_index(int argc, char **argv);
 int reel_cmd_eval(int argc, char **argv);
 int reel_cmd_embed(int argc, char **argv);
+int reel_cmd_train(int argc, char **argv);
+int reel_cmd_rank(int argc, char **argv);
 
 /* Prints "reel <cmd>: <message>" and a hint to run --help; returns 2. */
 int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)

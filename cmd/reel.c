@@ -28,6 +28,10 @@ static const struct command commands[] = {
      "learn item vectors from viewing logs (item2vec, ALS)"},
     {"eval", reel_cmd_eval,
      "evaluate recommendation methods offline (MovieLens protocols)"},
+    {"train", reel_cmd_train,
+     "train the ranker (XGBoost or MLP) on the event log in DIR"},
+    {"rank", reel_cmd_rank,
+     "explain the ranker's score of a video for a user (rank explain)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

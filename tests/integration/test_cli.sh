@@ -132,6 +132,28 @@ contains "$T/out" '"itemknn"'
 expect 0 "$REEL" eval "$T/s1" --protocol replay --method popular
 contains "$T/out" "p50 us"
 expect 2 "$REEL" eval "$T/s1"
+expect 0 "$REEL" eval "$T/s1" --protocol replay --method full --dim 8 --epochs 1 --threads 1
+contains "$T/out" "full"
+
+# --- the ranker: train on impressions, explain, refuse a damaged model
+expect 0 "$REEL" train "$T/s1" --trees 20 --label click
+contains "$T/out" "from impressions"
+contains "$T/out" "AUC"
+[ -f "$T/s1/models/ranker.json" ] && ok || bad "no ranker.json"
+expect 0 "$REEL" rank explain "$T/s1" --user u1 --video v2
+contains "$T/out" "x_sim"
+expect 0 "$REEL" rank explain "$T/s1" --user u1 --video v2 --json
+contains "$T/out" '"contribution"'
+expect 1 "$REEL" rank explain "$T/s1" --user nobody --video v2
+contains "$T/err" "no user 'nobody'"
+expect 0 "$REEL" train "$T/s1" --ranker mlp --label click
+[ -f "$T/s1/models/ranker-mlp.reel" ] && ok || bad "no ranker-mlp.reel"
+expect 1 "$REEL" rank explain "$T/s1" --user u1 --video v2 --model "$T/s1/models/ranker-mlp.reel"
+contains "$T/err" "XGBoost"
+head -c 300 "$T/s1/models/ranker.json" >"$T/cut.json"
+expect 1 "$REEL" rank explain "$T/s1" --user u1 --video v2 --model "$T/cut.json"
+contains "$T/err" "cut.json"
+expect 2 "$REEL" train "$T/s1" --label sometimes
 expect 2 "$REEL" eval "$T/s1" --protocol sideways
 
 echo "$pass passed, $fail failed"
