@@ -218,8 +218,16 @@ static int fit_full(struct method *m, const reel_dataset *ds,
     to.history_n = m->history_n;
     reel_trainset_stats st;
     reel_progress p, *pp = o->quiet ? NULL : &p;
-    rc = reel_trainset_build(ds, keep, m->vec, m->ix, &to, m->fs, &rows, &st,
-                             pp, d);
+    /* random-75-25 has no time: its ranker learns from profiles with a
+     * share held out, the protocol's own task; the others from what came
+     * next. */
+    if (o->protocol == REEL_PROTO_RANDOM)
+        rc = reel_trainset_build_profile(ds, keep, m->vec, m->ix, &to,
+                                         1 - o->train_ratio, m->fs, &rows, &st,
+                                         d);
+    else
+        rc = reel_trainset_build(ds, keep, m->vec, m->ix, &to, m->fs, &rows,
+                                 &st, pp, d);
     reel_ranker_report rep;
     if (!rc)
         rc =

@@ -380,3 +380,167 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
                               (unsigned long long)st->positives);
     return 0;
 }
+
+int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
+                                const reel_vectors *vec, const reel_index *ix,
+                                const reel_trainset_opts *o, double holdout,
+                                reel_featstate *fs, reel_rows *rows,
+                                reel_trainset_stats *st, reel_diag *d)
+{
+    const reel_events *e = reel_dataset_events(ds);
+    memset(st, 0, sizeof *st);
+    if (!(holdout > 0 && holdout < 1) || o->candidates < 2 ||
+        o->candidates > 10000)
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "holdout must be in (0, 1), candidates in "
+                              "2..10000");
+    reel_inter x;
+    reel_inter_build(ds, keep, &x);
+    uint32_t nu = x.n_users, ni = x.n_items, k = o->candidates;
+    /* Per user: distinct items, shuffled by (seed, user); the last
+     * round(holdout * n) are held out (at least one stays). */
+    uint8_t *state = reel_xcalloc(ni + 1, 1); /* 1 profile, 2 held out */
+    uint32_t *items = reel_xmalloc((ni + 1) * sizeof *items);
+    uint8_t *out_ev = reel_xcalloc(e->n + 1, 1); /* held-out events */
+    uint64_t *h_off = reel_xcalloc((size_t)nu + 1, sizeof *h_off);
+    uint32_t *h_item = reel_xmalloc((x.off[nu] + 1) * sizeof *h_item);
+    uint64_t *p_off = reel_xcalloc((size_t)nu + 1, sizeof *p_off);
+    uint32_t *p_item = reel_xmalloc((x.off[nu] + 1) * sizeof *p_item);
+    for (uint32_t u = 0; u < nu; u++) {
+        uint32_t n = 0;
+        for (uint64_t t = x.off[u]; t < x.off[u + 1]; t++)
+            if (!state[x.item[t]]) {
+                state[x.item[t]] = 1;
+                items[n++] = x.item[t];
+            }
+        uint32_t n_out = n >= 2 ? (uint32_t)llround(holdout * n) : 0;
+        if (n_out >= n)
+            n_out = n - 1;
+        reel_rng r;
+        reel_rng_seed2(&r, o->seed, u);
+        reel_rng_shuffle(&r, items, n, sizeof *items);
+        for (uint32_t i = n - n_out; i < n; i++)
+            state[items[i]] = 2;
+        h_off[u + 1] = h_off[u];
+        p_off[u + 1] = p_off[u];
+        for (uint64_t t = x.off[u]; t < x.off[u + 1]; t++) {
+            uint32_t it = x.item[t];
+            if (state[it] == 2)
+                out_ev[x.event[t]] = 1;
+        }
+        /* The profile in time order (first occurrence), the held out. */
+        for (uint64_t t = x.off[u]; t < x.off[u + 1]; t++) {
+            uint32_t it = x.item[t];
+            if (state[it] == 1) {
+                p_item[p_off[u + 1]++] = it;
+                state[it] = 3;
+            } else if (state[it] == 2) {
+                h_item[h_off[u + 1]++] = it;
+                state[it] = 4;
+            }
+        }
+        for (uint32_t i = 0; i < n; i++)
+            state[items[i]] = 0;
+    }
+    /* The state as of the end, without the held-out events. */
+    double now = 0;
+    for (uint64_t i = 0; i < e->n; i++) {
+        if ((keep && !keep[i]) || out_ev[i])
+            continue;
+        reel_featstate_apply(fs, e->user[i], e->video[i], e->type[i], e->ts[i],
+                             e->watch_s[i], e->rating[i]);
+        now = e->ts[i] > now ? e->ts[i] : now;
+        st->events++;
+    }
+    /* Users in a seeded order, until max_rows. */
+    uint32_t *order = reel_xmalloc(((size_t)nu + 1) * sizeof *order);
+    for (uint32_t u = 0; u < nu; u++)
+        order[u] = u;
+    reel_rng r;
+    reel_rng_seed(&r, o->seed ^ 0x5eed);
+    reel_rng_shuffle(&r, order, nu, sizeof *order);
+    float *q = reel_xmalloc(vec->dim * sizeof *q);
+    reel_hit *hits = reel_xmalloc(k * sizeof *hits);
+    float *sim = reel_xmalloc(k * sizeof *sim);
+    uint32_t *pick = reel_xmalloc(k * sizeof *pick);
+    uint32_t *excl = reel_xmalloc((ni + 1) * sizeof *excl);
+    uint32_t group = 0;
+    for (uint32_t oi = 0; oi < nu && st->rows < o->max_rows; oi++) {
+        uint32_t u = order[oi];
+        uint32_t np_ = (uint32_t)(p_off[u + 1] - p_off[u]);
+        uint32_t nh = (uint32_t)(h_off[u + 1] - h_off[u]);
+        if (!nh)
+            continue;
+        const uint32_t *prof = p_item + p_off[u];
+        /* Excluded: the profile (seen) and the held out (positives, never
+         * negatives; each is scored on its own). */
+        memcpy(excl, prof, np_ * sizeof *excl);
+        memcpy(excl + np_, h_item + h_off[u], nh * sizeof *excl);
+        uint32_t n_hits = reel_retrieve(vec, ix, prof, np_, o->history_n, excl,
+                                        np_, k, q, hits, sim);
+        if (!n_hits) {
+            st->skipped_no_history++;
+            continue;
+        }
+        for (uint32_t h = 0; h < nh; h++) {
+            uint32_t v = h_item[h_off[u] + h];
+            float s = reel_retrieve_sim(vec, q, v);
+            float rk = rank_of(sim, n_hits, s);
+            if (!(rk < (float)n_hits)) {
+                st->skipped_not_retrieved++;
+                continue;
+            }
+            reel_cand_feats cf;
+            reel_cand_feats_fill(vec, prof, np_, o->history_n, v, s, rk, &cf);
+            reel_features_row(fs, u, v, now, &cf,
+                              reel_rows_push(rows, 1, group, (int64_t)now));
+            st->rows++;
+            st->positives++;
+            uint32_t npick = 0;
+            for (uint32_t t = 0; t < n_hits; t++) {
+                int held = 0;
+                for (uint32_t j = 0; j < nh && !held; j++)
+                    held = hits[t].id == h_item[h_off[u] + j];
+                if (!held)
+                    pick[npick++] = t;
+            }
+            uint32_t want = o->negatives < npick ? o->negatives : npick;
+            for (uint32_t t = 0; t < want; t++) {
+                uint32_t j = t + (uint32_t)reel_rng_below(&r, npick - t);
+                uint32_t tmp = pick[t];
+                pick[t] = pick[j];
+                pick[j] = tmp;
+                uint32_t hh = pick[t];
+                reel_cand_feats_fill(vec, prof, np_, o->history_n, hits[hh].id,
+                                     sim[hh], rank_of(sim, n_hits, sim[hh]),
+                                     &cf);
+                reel_features_row(fs, u, hits[hh].id, now, &cf,
+                                  reel_rows_push(rows, 0, group, (int64_t)now));
+                st->rows++;
+            }
+            group++;
+        }
+    }
+    st->groups = group;
+    free(order);
+    free(q);
+    free(hits);
+    free(sim);
+    free(pick);
+    free(excl);
+    free(state);
+    free(items);
+    free(out_ev);
+    free(h_off);
+    free(h_item);
+    free(p_off);
+    free(p_item);
+    reel_inter_free(&x);
+    if (!st->rows || st->positives == 0 || st->positives == st->rows)
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "no usable training rows (%llu rows, %llu "
+                              "positive)",
+                              (unsigned long long)st->rows,
+                              (unsigned long long)st->positives);
+    return 0;
+}

@@ -86,6 +86,22 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
                         reel_progress *p, reel_diag *d);
 
 /*
+ * Rows for a task without time (random-75-25): per user, a seeded
+ * `holdout` share of the distinct positive videos is held out; the state
+ * sees every other event; each held-out video the retrieval of the rest of
+ * the profile finds gives a positive row and `negatives` rows sampled from
+ * the candidates, all as of the last event. Rows are not in time order
+ * (the validation split takes the last users instead). The vectors and
+ * index should come from the same events (they know the held-out
+ * videos, which makes x_sim a little optimistic in training).
+ */
+int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
+                                const reel_vectors *vec, const reel_index *ix,
+                                const reel_trainset_opts *o, double holdout,
+                                reel_featstate *fs, reel_rows *rows,
+                                reel_trainset_stats *st, reel_diag *d);
+
+/*
  * The retrieval step shared by training and serving: the query of the
  * user's recent history, the candidates from the index (excluding the
  * `n_ex` videos of `exclude`), and each candidate's similarity. Returns
