@@ -378,8 +378,9 @@ int reel_cmd_rank(int argc, char **argv)
     enum { K = 200, HIST = 10 };
     float *q = malloc(b.vec->dim * sizeof *q), sim[K];
     reel_hit hits[K];
-    uint32_t nc = reel_retrieve(b.vec, b.ix, recent, n_recent, HIST, seen,
-                                n_seen, K, q, hits, sim);
+    reel_filter f = {.exclude = seen, .n_exclude = n_seen};
+    uint32_t nc =
+        reel_retrieve(b.vec, b.ix, recent, n_recent, HIST, &f, K, q, hits, sim);
     float s = nc ? reel_retrieve_sim(b.vec, q, vi) : NAN;
     float rank = NAN;
     if (isfinite(s)) {

@@ -392,8 +392,12 @@ static uint32_t rec_full(struct method *m, uint32_t user, double now,
                          uint32_t n_seen, uint32_t history_n, uint32_t k,
                          uint32_t *out)
 {
+    reel_filter f = {.exclude = seen_list,
+                     .n_exclude = n_seen,
+                     .allow = m->allow,
+                     .allow_bits = m->allow ? m->n_items : 0};
     uint32_t nc =
-        reel_retrieve(m->vec, m->ix, hist, n_hist, history_n, seen_list, n_seen,
+        reel_retrieve(m->vec, m->ix, hist, n_hist, history_n, &f,
                       (uint32_t)m->rows_c, m->qbuf, m->cand, m->cand_sim);
     uint32_t n = 0;
     if (nc) {

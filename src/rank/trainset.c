@@ -96,15 +96,13 @@ void reel_cand_feats_fill(const reel_vectors *vec, const uint32_t *recent,
 
 uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
                        const uint32_t *recent, uint32_t n_recent,
-                       uint32_t history_n, const uint32_t *exclude,
-                       uint32_t n_ex, uint32_t k, float *q, reel_hit *hits,
-                       float *sim)
+                       uint32_t history_n, const reel_filter *f, uint32_t k,
+                       float *q, reel_hit *hits, float *sim)
 {
     if (!reel_vectors_query(vec, recent, n_recent, history_n, q))
         return 0;
-    reel_filter f = {.exclude = exclude, .n_exclude = n_ex};
-    uint32_t ef = k + n_ex;
-    reel_search_params sp = {.ef = ef > 2000 ? 2000 : ef, .filter = &f};
+    uint32_t ef = k + (f ? f->n_exclude : 0);
+    reel_search_params sp = {.ef = ef > 2000 ? 2000 : ef, .filter = f};
     uint32_t n = 0;
     if (reel_index_search(ix, q, k, &sp, hits, &n))
         return 0;
@@ -294,8 +292,9 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
             int fresh =
                 !st->from_impressions || u != cur_user || e->ts[i] != cur_ts;
             if (fresh) {
+                reel_filter f = {.exclude = sn.list[u], .n_exclude = sn.n[u]};
                 n_hits = reel_retrieve(vec, ix, hist, n_recent, o->history_n,
-                                       sn.list[u], sn.n[u], k, q, hits, sim);
+                                       &f, k, q, hits, sim);
                 cur_user = u;
                 cur_ts = e->ts[i];
                 new_group = 1;
@@ -463,7 +462,6 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
     reel_hit *hits = reel_xmalloc(k * sizeof *hits);
     float *sim = reel_xmalloc(k * sizeof *sim);
     uint32_t *pick = reel_xmalloc(k * sizeof *pick);
-    uint32_t *excl = reel_xmalloc((ni + 1) * sizeof *excl);
     uint32_t group = 0;
     for (uint32_t oi = 0; oi < nu && st->rows < o->max_rows; oi++) {
         uint32_t u = order[oi];
@@ -472,12 +470,11 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
         if (!nh)
             continue;
         const uint32_t *prof = p_item + p_off[u];
-        /* Excluded: the profile (seen) and the held out (positives, never
-         * negatives; each is scored on its own). */
-        memcpy(excl, prof, np_ * sizeof *excl);
-        memcpy(excl + np_, h_item + h_off[u], nh * sizeof *excl);
-        uint32_t n_hits = reel_retrieve(vec, ix, prof, np_, o->history_n, excl,
-                                        np_, k, q, hits, sim);
+        /* The profile is seen; the held-out videos stay findable (they
+         * are the positives) but are never taken as negatives. */
+        reel_filter f = {.exclude = prof, .n_exclude = np_};
+        uint32_t n_hits = reel_retrieve(vec, ix, prof, np_, o->history_n, &f, k,
+                                        q, hits, sim);
         if (!n_hits) {
             st->skipped_no_history++;
             continue;
@@ -527,7 +524,6 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
     free(hits);
     free(sim);
     free(pick);
-    free(excl);
     free(state);
     free(items);
     free(out_ev);

@@ -103,16 +103,16 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
 
 /*
  * The retrieval step shared by training and serving: the query of the
- * user's recent history, the candidates from the index (excluding the
- * `n_ex` videos of `exclude`), and each candidate's similarity. Returns
- * the number of candidates (0 when the user has no usable history, or on
- * a search error); q has vec->dim floats, hits and sim `k` entries.
+ * user's recent history, the candidates from the index passing the filter
+ * f (seen videos excluded; may be NULL), and each candidate's similarity.
+ * Returns the number of candidates (0 when the user has no usable
+ * history, or on a search error); q has vec->dim floats, hits and sim `k`
+ * entries.
  */
 uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
                        const uint32_t *recent, uint32_t n_recent,
-                       uint32_t history_n, const uint32_t *exclude,
-                       uint32_t n_ex, uint32_t k, float *q, reel_hit *hits,
-                       float *sim);
+                       uint32_t history_n, const reel_filter *f, uint32_t k,
+                       float *q, reel_hit *hits, float *sim);
 
 /* The similarity of video v to the query as the index ranks it (inner
  * product, or cosine for unit vectors); NaN when v has no vector. */
