@@ -382,12 +382,7 @@ int reel_cmd_rank(int argc, char **argv)
     uint32_t nc =
         reel_retrieve(b.vec, b.ix, recent, n_recent, HIST, &f, K, q, hits, sim);
     float s = nc ? reel_retrieve_sim(b.vec, q, vi) : NAN;
-    float rank = NAN;
-    if (isfinite(s)) {
-        rank = 0;
-        for (uint32_t i = 0; i < nc; i++)
-            rank += sim[i] > s;
-    }
+    float rank = reel_cand_rank(sim, nc, s);
     reel_cand_feats cf;
     reel_cand_feats_fill(b.vec, recent, n_recent, HIST, vi, s, rank, &cf);
     float x[REEL_F__COUNT], phi[REEL_F__COUNT + 1], prob;

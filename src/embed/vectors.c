@@ -188,8 +188,13 @@ uint32_t reel_vectors_query(const reel_vectors *v, const uint32_t *items,
             q[j] += r[j];
         used++;
     }
-    if (!used || !v->prior)
+    if (!used)
         return used;
+    if (!v->prior) {
+        for (uint32_t j = 0; j < dim; j++)
+            q[j] /= (float)used;
+        return used;
+    }
     double n2 = 0;
     for (uint32_t j = 0; j + 1 < dim; j++)
         n2 += (double)q[j] * q[j];

@@ -17,7 +17,7 @@
  * sliding windows would need every event of the window kept per video.
  * Category and language shares keep 64 and 16 hashed buckets per user
  * (the id modulo the bucket count), so memory stays fixed per user
- * (about 400 bytes) whatever the vocabularies' sizes.
+ * (about 500 bytes) whatever the vocabularies' sizes.
  *
  * The state also keeps each user's recent history (the last
  * REEL_FEAT_RING positive videos, newest last), which the retrieval query
@@ -50,7 +50,7 @@
     X(u_hours_since_last, "hours since the user's last event")                 \
     X(u_impressions, "impressions shown to the user")                          \
     X(u_ctr, "user click-through rate, smoothed")                              \
-    X(u_top_language, "language with the largest share of recent viewing")     \
+    X(u_top_language, "language bucket (id mod 16) with the largest share")    \
     X(u_mean_rating, "mean of the user's ratings")                             \
     X(v_duration_s, "video duration in seconds")                               \
     X(v_type, "video type (dictionary id)")                                    \

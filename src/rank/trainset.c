@@ -111,8 +111,7 @@ uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
     return n;
 }
 
-/* Candidates that score higher than s. */
-static float rank_of(const float *sim, uint32_t n, float s)
+float reel_cand_rank(const float *sim, uint32_t n, float s)
 {
     if (!isfinite(s))
         return NAN;
@@ -300,7 +299,7 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
                 new_group = 1;
             }
             float s = n_hits ? reel_retrieve_sim(vec, q, v) : NAN;
-            float rk = n_hits ? rank_of(sim, n_hits, s) : NAN;
+            float rk = n_hits ? reel_cand_rank(sim, n_hits, s) : NAN;
             if (!n_hits) {
                 st->skipped_no_history++;
             } else if (!st->from_impressions && !(rk < (float)n_hits)) {
@@ -335,9 +334,9 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
                         pick[j] = tmp;
                         uint32_t h = pick[t];
                         x = reel_rows_push(rows, 0, group, (int64_t)e->ts[i]);
-                        reel_cand_feats_fill(vec, hist, n_recent, o->history_n,
-                                             hits[h].id, sim[h],
-                                             rank_of(sim, n_hits, sim[h]), &cf);
+                        reel_cand_feats_fill(
+                            vec, hist, n_recent, o->history_n, hits[h].id,
+                            sim[h], reel_cand_rank(sim, n_hits, sim[h]), &cf);
                         reel_features_row(fs, u, hits[h].id, e->ts[i], &cf, x);
                         st->rows++;
                     }
@@ -482,7 +481,7 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
         for (uint32_t h = 0; h < nh; h++) {
             uint32_t v = h_item[h_off[u] + h];
             float s = reel_retrieve_sim(vec, q, v);
-            float rk = rank_of(sim, n_hits, s);
+            float rk = reel_cand_rank(sim, n_hits, s);
             if (!(rk < (float)n_hits)) {
                 st->skipped_not_retrieved++;
                 continue;
@@ -509,8 +508,8 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
                 pick[j] = tmp;
                 uint32_t hh = pick[t];
                 reel_cand_feats_fill(vec, prof, np_, o->history_n, hits[hh].id,
-                                     sim[hh], rank_of(sim, n_hits, sim[hh]),
-                                     &cf);
+                                     sim[hh],
+                                     reel_cand_rank(sim, n_hits, sim[hh]), &cf);
                 reel_features_row(fs, u, hits[hh].id, now, &cf,
                                   reel_rows_push(rows, 0, group, (int64_t)now));
                 st->rows++;

@@ -8,8 +8,8 @@
  * time). Two sources of rows:
  * - impressions (when the log has any): one row per impression, labelled
  *   1 when a label event (below) on the same user and video follows within
- *   follow_s seconds; the impressions of one user at one time (or one
- *   request id) form a group;
+ *   follow_s seconds; the impressions of one user at one time form a
+ *   group;
  * - otherwise (MovieLens: ratings only) each label event gives a positive
  *   row and `negatives` rows for videos sampled from the retrieval
  *   candidates at that time (the user's last history_n videos' mean
@@ -24,8 +24,9 @@
  * the candidates (how many candidates score higher), for positives and
  * negatives alike. Rows whose user has no history with a vector are
  * skipped (the server answers them by the cold-start path, not the
- * ranker). Only the latest rows are kept (max_rows); the state still
- * sees every event.
+ * ranker). Only the latest rows are kept (max_rows; the budget counts
+ * every label event as 1 + negatives rows, so events that give none leave
+ * it under-filled); the state still sees every event.
  *
  * Ownership: the caller's featstate is advanced through the events (on
  * return it is the state after the last kept event). Thread rules: one
@@ -117,6 +118,10 @@ uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
 /* The similarity of video v to the query as the index ranks it (inner
  * product, or cosine for unit vectors); NaN when v has no vector. */
 float reel_retrieve_sim(const reel_vectors *vec, const float *q, uint32_t v);
+
+/* The rank of a candidate scoring s among n candidates: how many score
+ * higher (NaN when s is). Training and serving both use it. */
+float reel_cand_rank(const float *sim, uint32_t n, float s);
 
 /* The retrieval features of candidate v: sim and rank as given, and its
  * cosines to the history's last history_n videos (the popularity
