@@ -44,7 +44,11 @@ static void help(FILE *out)
             "map\n(--cold-lambda) from content into the learned space, "
             "fitted on the\nvideos that have both. Content is a vectors "
             "file (--content, e.g.\nCLIP), else catalogue features "
-            "(categories, language, type,\nduration, year, title words).\n");
+            "(categories, language, type,\nduration, year, title words).\n"
+            "\n"
+            "--concat A,B writes the concatenation of two vectors files "
+            "(rows side by\nside; a video lacking either has none) to "
+            "--out instead of learning.\n");
 }
 
 int reel_cmd_embed(int argc, char **argv)
@@ -65,7 +69,8 @@ int reel_cmd_embed(int argc, char **argv)
         O_PRIOR,
         O_COLD,
         O_CONTENT,
-        O_COLD_LAMBDA
+        O_COLD_LAMBDA,
+        O_CONCAT
     };
     static const struct option opts[] = {
         {"method", required_argument, 0, O_METHOD},
@@ -81,6 +86,7 @@ int reel_cmd_embed(int argc, char **argv)
         {"cold", no_argument, 0, O_COLD},
         {"content", required_argument, 0, O_CONTENT},
         {"cold-lambda", required_argument, 0, O_COLD_LAMBDA},
+        {"concat", required_argument, 0, O_CONCAT},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"lambda", required_argument, 0, O_LAMBDA},
@@ -92,6 +98,7 @@ int reel_cmd_embed(int argc, char **argv)
     int als = 0, c;
     const char *out = NULL, *content_path = NULL;
     int cold = 0;
+    const char *concat = NULL;
     double cold_lambda = 10;
     uint64_t v;
     optind = 1;
@@ -117,6 +124,9 @@ int reel_cmd_embed(int argc, char **argv)
             if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &ao.lambda))
                 return reel_cmd_usage_error("embed", "bad --lambda '%s'",
                                             optarg);
+            break;
+        case O_CONCAT:
+            concat = optarg;
             break;
         case O_COLD:
             cold = 1;
@@ -186,7 +196,9 @@ int reel_cmd_embed(int argc, char **argv)
             return reel_cmd_fail("embed", "cannot create %s: %s", path,
                                  strerror(errno));
         snprintf(path, sizeof path, "%s/vectors/%s.reel", dir,
-                 als ? "als" : "item2vec");
+                 concat ? "concat"
+                 : als  ? "als"
+                        : "item2vec");
         out = path;
     }
     reel_diag d;
@@ -194,6 +206,30 @@ int reel_cmd_embed(int argc, char **argv)
     reel_dataset *ds;
     if (reel_dataset_open(dir, &ds, &d)) {
         return reel_cmd_fail_diag("embed", &d);
+    }
+    if (concat) {
+        const char *comma = strchr(concat, ',');
+        if (!comma || comma == concat || !comma[1]) {
+            reel_dataset_close(ds);
+            return reel_cmd_usage_error("embed", "--concat wants A,B");
+        }
+        char *a_path = strndup(concat, (size_t)(comma - concat));
+        reel_vectors *a = NULL, *b = NULL, *cv;
+        int bad = reel_vectors_load(a_path, ds, &a, &d) ||
+                  reel_vectors_load(comma + 1, ds, &b, &d);
+        free(a_path);
+        if (!bad) {
+            reel_vectors_concat(a, b, &cv);
+            bad = reel_vectors_save(cv, ds, out, &d) != 0;
+            if (!bad)
+                printf("concat: dim %u + %u = %u -> %s\n", a->dim, b->dim,
+                       cv->dim, out);
+            reel_vectors_free(cv);
+        }
+        reel_vectors_free(a);
+        reel_vectors_free(b);
+        reel_dataset_close(ds);
+        return bad ? reel_cmd_fail_diag("embed", &d) : REEL_EXIT_OK;
     }
     double t0 = reel_clock_mono();
     reel_inter x;

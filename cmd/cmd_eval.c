@@ -6,6 +6,7 @@
 #include "base/clock.h"
 #include "cmd.h"
 #include "data/dataset.h"
+#include "embed/vectors.h"
 #include "eval/eval.h"
 
 static void help(FILE *out)
@@ -48,6 +49,10 @@ static void help(FILE *out)
             "  full (ann's 200 candidates ordered by the ranker, --ranker,\n"
             "  trained on the training events only)\n"
             "\n"
+            "--vectors FILE gives ann and full these vectors instead of "
+            "learning them\n(content vectors, a concatenation; vectors "
+            "learned from every event\nknow the test split).\n"
+            "\n"
             "Embedding training is multi-threaded (Hogwild) and so varies a\n"
             "little between runs; --threads 1 makes a run reproducible.\n"
             "\n"
@@ -76,7 +81,8 @@ int reel_cmd_eval(int argc, char **argv)
         O_PRIOR,
         O_COLD_LAMBDA,
         O_THREADS,
-        O_RANKER
+        O_RANKER,
+        O_VECTORS
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -97,11 +103,13 @@ int reel_cmd_eval(int argc, char **argv)
         {"cold-lambda", required_argument, 0, O_COLD_LAMBDA},
         {"threads", required_argument, 0, O_THREADS},
         {"ranker", required_argument, 0, O_RANKER},
+        {"vectors", required_argument, 0, O_VECTORS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     reel_eval_opts o = reel_eval_opts_default();
     int json = 0, have_proto = 0, c;
+    const char *vec_path = NULL;
     uint64_t v;
     optind = 1;
     opterr = 0;
@@ -163,6 +171,9 @@ int reel_cmd_eval(int argc, char **argv)
                 return reel_cmd_usage_error("eval", "bad --threads '%s'",
                                             optarg);
             o.i2v.threads = o.als.threads = (int)v;
+            break;
+        case O_VECTORS:
+            vec_path = optarg;
             break;
         case O_RANKER:
             if (reel_ranker_kind_parse(optarg, &o.ranker.kind))
@@ -226,10 +237,19 @@ int reel_cmd_eval(int argc, char **argv)
     if (reel_dataset_open(dir, &ds, &d)) {
         return reel_cmd_fail_diag("eval", &d);
     }
+    reel_vectors *given = NULL;
+    if (vec_path) {
+        if (reel_vectors_load(vec_path, ds, &given, &d)) {
+            reel_dataset_close(ds);
+            return reel_cmd_fail_diag("eval", &d);
+        }
+        o.vectors = given;
+    }
     reel_eval_result res[REEL_METHOD__COUNT];
     uint32_t n;
     double t0 = reel_clock_mono();
     int rc = reel_eval_run(ds, &o, res, &n, &d);
+    reel_vectors_free(given);
     reel_dataset_close(ds);
     if (rc) {
         return reel_cmd_fail_diag("eval", &d);

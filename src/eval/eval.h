@@ -79,6 +79,10 @@ typedef struct reel_eval_opts {
     uint32_t history_n;  /* the ANN query's last N; 0: reel_eval_history */
     uint32_t methods;    /* bit set of enum reel_method; 0 = all */
     int embedding;       /* ANN's vectors: 0 item2vec (default), 1 ALS */
+    /* Given vectors instead of learned ones (content vectors, a
+     * concatenation); borrowed. Vectors learned from all events know the
+     * test split: only content vectors give a fair figure. */
+    const reel_vectors *vectors;
     reel_item2vec_opts i2v;
     reel_als_opts als;
     reel_ranker_opts ranker; /* FULL's model */

@@ -169,6 +169,8 @@ static int fit_ann(struct method *m, const reel_dataset *ds,
     int rc = 0;
     if (*shared) /* ann and full learn the same vectors once */
         m->vec = reel_vectors_dup(*shared);
+    else if (o->vectors)
+        m->vec = reel_vectors_dup(o->vectors);
     else if ((rc = o->embedding == 1
                        ? reel_als_train(tr, &o->als, pp, &m->vec)
                        : reel_item2vec_train(tr, &o->i2v, pp, &m->vec)))

@@ -126,6 +126,11 @@ expect 1 "$REEL" embed "$T/s1" --dim 8 --epochs 1 --content "$T/missing.reel" --
 contains "$T/err" "missing.reel"
 expect 0 "$REEL" eval "$T/s1" --protocol cold-start --dim 8 --epochs 1 --json
 contains "$T/out" '"cold_videos"'
+expect 0 "$REEL" embed "$T/s1" --concat "$T/s1/vectors/item2vec.reel,$T/s1/vectors/als.reel" --out "$T/cc.reel"
+contains "$T/out" "dim 9 + 4 = 13"
+expect 0 "$REEL" eval "$T/s1" --protocol leave-last-out --method ann --vectors "$T/cc.reel"
+expect 1 "$REEL" eval "$T/s1" --protocol leave-last-out --vectors "$T/nothing.reel"
+contains "$T/err" "nothing.reel"
 expect 0 "$REEL" eval "$T/s1" --protocol leave-last-out --dim 8 --epochs 1 --json
 contains "$T/out" '"itemknn"'
 [ -f "$T/s1/reports/eval-leave-last-out.svg" ] && ok || bad "no eval plot"
