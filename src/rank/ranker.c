@@ -113,13 +113,32 @@ const reel_gbtree *reel_ranker_trees(const reel_ranker *r)
     return r->trees;
 }
 
+/* The MLP sees sign(x) ln(1 + |x|) of every feature: counts and ages are
+ * heavy-tailed, and standardising them raw leaves most rows near the mean
+ * and a few far out. Trees do not care; the network does. */
+static void squash(const float *x, size_t n, size_t stride, float *y)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int f = 0; f < REEL_F__COUNT; f++) {
+            float v = x[i * stride + (size_t)f];
+            y[i * REEL_F__COUNT + (size_t)f] =
+                copysignf(log1pf(fabsf(v)), v); /* NaN stays NaN */
+        }
+}
+
 void reel_ranker_score(const reel_ranker *r, const float *x, size_t n,
                        size_t stride, float *out)
 {
-    if (r->trees)
+    if (r->trees) {
         reel_gbtree_predict(r->trees, x, n, stride, out);
-    else
-        reel_mlp_predict(r->mlp, x, n, stride, out);
+        return;
+    }
+    float buf[256 * REEL_F__COUNT];
+    for (size_t at = 0; at < n; at += 256) {
+        size_t m = n - at < 256 ? n - at : 256;
+        squash(x + at * stride, m, stride, buf);
+        reel_mlp_predict(r->mlp, buf, m, REEL_F__COUNT, out + at);
+    }
 }
 
 int reel_ranker_train(const reel_rows *rows, const reel_ranker_opts *o,
@@ -168,7 +187,16 @@ int reel_ranker_train(const reel_rows *rows, const reel_ranker_opts *o,
         if (rc)
             goto done;
     } else {
-        if ((rc = reel_mlp_train(&tr, &va, &o->mlp, p, &r->mlp))) {
+        /* The network learns from squashed copies; va stays raw for the
+         * report, which scores through reel_ranker_score(). */
+        reel_rows sva;
+        reel_rows_init(&sva, va.n_features);
+        reel_rows_append(&sva, &va, 0, va.n);
+        squash(tr.x, tr.n, tr.n_features, tr.x);
+        squash(sva.x, sva.n, sva.n_features, sva.x);
+        rc = reel_mlp_train(&tr, &sva, &o->mlp, p, &r->mlp);
+        reel_rows_free(&sva);
+        if (rc) {
             reel_diag_fail(d, rc, "MLP training failed: %s", reel_strerror(rc));
             goto done;
         }

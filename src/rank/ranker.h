@@ -6,6 +6,9 @@
  * Files: DIR/models/ranker.json is XGBoost's JSON model
  * (docs/formats/xgboost-model.md); DIR/models/ranker-mlp.reel the MLP
  * (docs/formats/mlp.md). reel_ranker_load() tells them apart by name.
+ * The MLP's inputs are sign(x) ln(1 + |x|) of the feature row (counts
+ * and ages are heavy-tailed); the ranker applies it, so the file's model
+ * is the network on squashed rows.
  * Rows have REEL_F__COUNT features (src/rank/features.h); a model with
  * another width is refused.
  *
