@@ -107,6 +107,7 @@ static void train_help(FILE *out)
             "[--negatives 9]\n"
             "                  [--max-rows 200000] [--trees 300] [--depth 6] "
             "[--eta 0.1]\n"
+            "                  [--objective binary:logistic|rank:ndcg]\n"
             "\n"
             "Trains the ranker on the event log in DIR and writes it to\n"
             "DIR/models/ranker.json (XGBoost JSON) or "
@@ -140,7 +141,8 @@ int reel_cmd_train(int argc, char **argv)
         O_ROWS,
         O_TREES,
         O_DEPTH,
-        O_ETA
+        O_ETA,
+        O_OBJECTIVE
     };
     static const struct option opts[] = {
         {"label", required_argument, 0, O_LABEL},
@@ -152,6 +154,7 @@ int reel_cmd_train(int argc, char **argv)
         {"trees", required_argument, 0, O_TREES},
         {"depth", required_argument, 0, O_DEPTH},
         {"eta", required_argument, 0, O_ETA},
+        {"objective", required_argument, 0, O_OBJECTIVE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -198,6 +201,17 @@ int reel_cmd_train(int argc, char **argv)
                 return reel_cmd_usage_error("train", "--depth is 2..16");
             else
                 ro.xgb.max_depth = (uint32_t)v;
+            break;
+        case O_OBJECTIVE:
+            if (!strcmp(optarg, "binary:logistic"))
+                ro.xgb.objective = REEL_XGB_BINARY_LOGISTIC;
+            else if (!strcmp(optarg, "rank:ndcg"))
+                ro.xgb.objective = REEL_XGB_RANK_NDCG;
+            else
+                return reel_cmd_usage_error(
+                    "train",
+                    "unknown objective '%s' (binary:logistic, rank:ndcg)",
+                    optarg);
             break;
         case O_ETA:
             if (reel_cmd_parse_double(optarg, 1e-4, 1, &ro.xgb.eta))

@@ -67,11 +67,12 @@ int reel_ranker_load(const char *path, reel_ranker **out, reel_diag *d)
         if ((rc = reel_gbtree_load(path, &r->trees, d)))
             goto fail;
         nf = reel_gbtree_n_features(r->trees);
-        if (strcmp(reel_gbtree_objective(r->trees), "binary:logistic")) {
+        const char *obj = reel_gbtree_objective(r->trees);
+        if (strcmp(obj, "binary:logistic") && strcmp(obj, "rank:ndcg")) {
             rc = reel_diag_fail(d, REEL_EUNSUPPORTED,
-                                "%s: objective %s; the ranker needs "
-                                "binary:logistic probabilities",
-                                path, reel_gbtree_objective(r->trees));
+                                "%s: objective %s; the ranker takes "
+                                "binary:logistic or rank:ndcg",
+                                path, obj);
             goto fail;
         }
     } else {
@@ -207,7 +208,10 @@ int reel_ranker_train(const reel_rows *rows, const reel_ranker_opts *o,
     float *s = reel_xmalloc((va.n + 1) * sizeof *s);
     reel_ranker_score(r, va.x, va.n, va.n_features, s);
     rep->valid_auc = reel_auc(s, va.y, va.n);
-    rep->valid_logloss = reel_logloss(s, va.y, va.n);
+    rep->valid_logloss = o->kind == REEL_RANKER_XGBOOST &&
+                                 o->xgb.objective != REEL_XGB_BINARY_LOGISTIC
+                             ? NAN /* margins, not probabilities */
+                             : reel_logloss(s, va.y, va.n);
     for (size_t i = 0; i < va.n; i++)
         s[i] = va.x[i * va.n_features + REEL_F_v_views];
     rep->popularity_auc = reel_auc(s, va.y, va.n);

@@ -74,7 +74,8 @@ void reel_ranker_free(reel_ranker *r);
 
 reel_ranker_kind reel_ranker_kind_of(const reel_ranker *r);
 
-/* Probabilities of a positive label for n rows (row i at x + i * stride). */
+/* Scores of n rows (row i at x + i * stride), higher first: probabilities
+ * of a positive label, or margins for a rank:ndcg model. */
 void reel_ranker_score(const reel_ranker *r, const float *x, size_t n,
                        size_t stride, float *out);
 

@@ -159,6 +159,8 @@ head -c 300 "$T/s1/models/ranker.json" >"$T/cut.json"
 expect 1 "$REEL" rank explain "$T/s1" --user u1 --video v2 --model "$T/cut.json"
 contains "$T/err" "cut.json"
 expect 2 "$REEL" train "$T/s1" --label sometimes
+expect 0 "$REEL" train "$T/s1" --trees 10 --label click --objective rank:ndcg
+expect 0 "$REEL" rank explain "$T/s1" --user u1 --video v2
 expect 2 "$REEL" eval "$T/s1" --protocol sideways
 
 echo "$pass passed, $fail failed"
