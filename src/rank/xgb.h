@@ -60,6 +60,9 @@ typedef struct reel_xgb_opts {
     const char *metric;
     int threads;   /* 0: all CPUs */
     uint64_t seed; /* 42 (XGBoost keeps seed mod 2^31) */
+    /* 0; 1: XGBoost also evaluates auc and logloss every round, for the
+     * report's xgb_auc / xgb_logloss (a check of reel_auc; costs time) */
+    int cross_check;
 } reel_xgb_opts;
 
 reel_xgb_opts reel_xgb_opts_default(void);
@@ -70,7 +73,7 @@ typedef struct reel_xgb_report {
     char metric[32];         /* the early-stopping metric's name */
     double best_metric;      /* its value at best_iteration, from XGBoost */
     /* XGBoost's own auc and logloss at best_iteration (binary:logistic
-     * only, else NAN): the cross-check of the two below. */
+     * with cross_check only, else NAN): the check of the two below. */
     double xgb_auc;
     double xgb_logloss;
     /* Computed in C from the kept model's validation predictions: AUC of

@@ -383,6 +383,7 @@ static void early_stopping_keeps_the_best_trees(void **state)
     o.eta = 0.5;
     o.n_trees = 200;
     o.early_stopping_rounds = 5;
+    o.cross_check = 1;
     o.threads = 1;
     reel_xgb *m;
     reel_xgb_report rep;
