@@ -8,6 +8,7 @@
 #include "index/index.h"
 #include "rank/features.h"
 #include "rank/ranker.h"
+#include "reco/reco.h"
 
 struct scored {
     float s;
@@ -35,10 +36,9 @@ struct method {
     const reel_dataset *ds;
     reel_featstate *fs;
     reel_ranker *ranker;
-    uint32_t rows_c; /* candidates per request */
-    reel_hit *cand;
-    float *cand_sim, *cand_x, *cand_p;
-    struct scored *cand_s;
+    reel_reco reco; /* the served request path */
+    reel_reco_scratch *scratch;
+    reel_reco_item *items;
 };
 
 /* allow: NULL, or the cold-start protocol's held-out videos, the only

@@ -248,13 +248,14 @@ static int fit_full(struct method *m, const reel_dataset *ds,
                 (unsigned long long)st.skipped_not_retrieved,
                 reel_ranker_kind_name(o->ranker.kind), rep.rounds,
                 rep.valid_auc, rep.popularity_auc, rep.valid_logloss);
-    uint32_t c = o->rows.candidates;
-    m->rows_c = c;
-    m->cand = reel_xmalloc(c * sizeof *m->cand);
-    m->cand_sim = reel_xmalloc(c * sizeof *m->cand_sim);
-    m->cand_x = reel_xmalloc((size_t)c * REEL_F__COUNT * sizeof *m->cand_x);
-    m->cand_p = reel_xmalloc(c * sizeof *m->cand_p);
-    m->cand_s = reel_xmalloc(c * sizeof *m->cand_s);
+    m->reco = (reel_reco){.ds = ds,
+                          .vec = m->vec,
+                          .ix = m->ix,
+                          .ranker = m->ranker,
+                          .o = reel_reco_opts_default()};
+    m->reco.o.candidates = o->rows.candidates;
+    m->scratch = reel_reco_scratch_new(&m->reco);
+    m->items = reel_xmalloc((REEL_EVAL_KMAX + 1) * sizeof *m->items);
     return 0;
 }
 
@@ -301,11 +302,8 @@ void reel__method_free(struct method *m)
     reel_vectors_free(m->vec);
     reel_featstate_free(m->fs);
     reel_ranker_free(m->ranker);
-    free(m->cand);
-    free(m->cand_sim);
-    free(m->cand_x);
-    free(m->cand_p);
-    free(m->cand_s);
+    reel_reco_scratch_free(m->scratch);
+    free(m->items);
     memset(m, 0, sizeof *m);
 }
 
@@ -394,30 +392,16 @@ static uint32_t rec_full(struct method *m, uint32_t user, double now,
                          uint32_t n_seen, uint32_t history_n, uint32_t k,
                          uint32_t *out)
 {
+    /* The served path itself (src/reco). */
     reel_filter f = {.exclude = seen_list,
                      .n_exclude = n_seen,
                      .allow = m->allow,
                      .allow_bits = m->allow ? m->n_items : 0};
-    uint32_t nc =
-        reel_retrieve(m->vec, m->ix, hist, n_hist, history_n, &f,
-                      (uint32_t)m->rows_c, m->qbuf, m->cand, m->cand_sim);
-    uint32_t n = 0;
-    if (nc) {
-        for (uint32_t i = 0; i < nc; i++) {
-            reel_cand_feats cf;
-            reel_cand_feats_fill(m->vec, hist, n_hist, history_n, m->cand[i].id,
-                                 m->cand_sim[i], (float)i, &cf);
-            reel_features_row(m->fs, user, m->cand[i].id, now, &cf,
-                              m->cand_x + (size_t)i * REEL_F__COUNT);
-        }
-        reel_ranker_score(m->ranker, m->cand_x, nc, REEL_F__COUNT, m->cand_p);
-        for (uint32_t i = 0; i < nc; i++)
-            m->cand_s[i] = (struct scored){m->cand_p[i], m->cand[i].id};
-        qsort(m->cand_s, nc, sizeof *m->cand_s, cmp_scored);
-        n = nc < k ? nc : k;
-        for (uint32_t i = 0; i < n; i++)
-            out[i] = m->cand_s[i].id;
-    }
+    m->reco.o.history_n = history_n;
+    uint32_t n = reel_reco_rank(&m->reco, m->fs, user, now, hist, n_hist, &f, k,
+                                m->scratch, m->items);
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = m->items[i].video;
     return fill_popular(m, seen, out, n, k);
 }
 

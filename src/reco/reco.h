@@ -1,0 +1,77 @@
+/*
+ * reco: the recommendation path, from a user's history to an ordered
+ * list: query vector -> candidates from the index (seen and deleted
+ * videos filtered inside the search) -> one feature row per candidate ->
+ * the ranker scores them all in one call -> business rules -> top k.
+ *
+ * This is the one request function: `reel serve` calls it per request and
+ * `reel eval`'s full method calls it per case, so offline figures measure
+ * the served path.
+ *
+ * Business rules, after ranking: an optional freshness boost (score +
+ * boost * 2^(-age / half-life) for videos with a publication time), then
+ * a greedy walk down the scores keeping at most max_per_category videos of
+ * one primary category in the top k (0: no cap), no video twice; when the
+ * cap leaves the list short, the skipped videos fill it in score order.
+ *
+ * Ownership: reel_reco borrows everything it is given (vectors, index,
+ * ranker, dataset); they must outlive it. A reel_reco_scratch holds one
+ * request's buffers. Thread rules: reel_reco_rank() only reads the borrowed
+ * pieces and the feature state, so any number of threads may call it at
+ * once, each with its own scratch, while no one writes the state (the
+ * caller's lock).
+ */
+#ifndef REEL_RECO_RECO_H
+#define REEL_RECO_RECO_H
+
+#include <stdint.h>
+
+#include "data/dataset.h"
+#include "embed/vectors.h"
+#include "index/index.h"
+#include "rank/features.h"
+#include "rank/ranker.h"
+
+typedef struct reel_reco_opts {
+    uint32_t history_n;        /* 10: the query's last N videos */
+    uint32_t candidates;       /* 200 */
+    uint32_t max_per_category; /* 0: no cap */
+    double fresh_boost;        /* 0: none */
+    double fresh_half_life_s;  /* 7 days */
+} reel_reco_opts;
+
+reel_reco_opts reel_reco_opts_default(void);
+
+typedef struct reel_reco_item {
+    uint32_t video;
+    float score; /* the ranker's score, plus the freshness boost */
+    float sim;   /* retrieval similarity */
+} reel_reco_item;
+
+typedef struct reel_reco {
+    const reel_dataset *ds;
+    const reel_vectors *vec;
+    const reel_index *ix;
+    const reel_ranker *ranker; /* NULL: retrieval order */
+    reel_reco_opts o;
+} reel_reco;
+
+typedef struct reel_reco_scratch reel_reco_scratch;
+
+/* Buffers for r's requests (its candidates and vector width). */
+reel_reco_scratch *reel_reco_scratch_new(const reel_reco *r);
+void reel_reco_scratch_free(reel_reco_scratch *s);
+
+/*
+ * Up to k videos for `user` at time `now` whose history (oldest first) is
+ * hist[0..n_hist); f filters the candidates (seen and deleted videos
+ * excluded, optional allow set). Returns how many were written to out
+ * (0: no usable history; the caller's cold-start path answers). fs is the
+ * feature state (read only).
+ */
+uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
+                        uint32_t user, double now, const uint32_t *hist,
+                        uint32_t n_hist, const reel_filter *f, uint32_t k,
+                        reel_reco_scratch *s, reel_reco_item *out);
+
+#endif
