@@ -22,6 +22,7 @@ int reel_cmd_index(int argc, char **argv);
 int reel_cmd_eval(int argc, char **argv);
 int reel_cmd_embed(int argc, char **argv);
 int reel_cmd_train(int argc, char **argv);
+int reel_cmd_build(int argc, char **argv);
 int reel_cmd_rank(int argc, char **argv);
 
 /* Prints "reel <cmd>: <message>" and a hint to run --help; returns 2. */

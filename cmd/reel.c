@@ -28,6 +28,8 @@ static const struct command commands[] = {
      "learn item vectors from viewing logs (item2vec, ALS)"},
     {"eval", reel_cmd_eval,
      "evaluate recommendation methods offline (MovieLens protocols)"},
+    {"build", reel_cmd_build,
+     "build vectors, index and ranker for the server, with defaults"},
     {"train", reel_cmd_train,
      "train the ranker (XGBoost or MLP) on the event log in DIR"},
     {"rank", reel_cmd_rank,

@@ -140,6 +140,14 @@ expect 2 "$REEL" eval "$T/s1"
 expect 0 "$REEL" eval "$T/s1" --protocol replay --method full --dim 8 --epochs 1 --threads 1
 contains "$T/out" "full"
 
+# --- reel build: vectors (with cold-start ones), index, ranker
+expect 0 "$REEL" build "$T/s1"
+contains "$T/out" "by the cold-start map"
+[ -f "$T/s1/index/item2vec.idx" ] && ok || bad "no index from reel build"
+expect 0 "$REEL" index stats --index "$T/s1/index/item2vec.idx"
+expect 2 "$REEL" build "$T/s1" --ranker forest
+expect 1 "$REEL" build "$T/nowhere"
+
 # --- the ranker: train on impressions, explain, refuse a damaged model
 expect 0 "$REEL" train "$T/s1" --trees 20 --label click
 contains "$T/out" "from impressions"

@@ -1,0 +1,196 @@
+/* reel build: everything the server loads, from the data directory, with
+ * defaults: item vectors (+ cold-start vectors for videos without views),
+ * the HNSW index over them, and the ranker. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/clock.h"
+#include "cmd.h"
+#include "data/dataset.h"
+#include "data/interactions.h"
+#include "embed/coldstart.h"
+#include "embed/item2vec.h"
+#include "embed/vectors.h"
+#include "index/index.h"
+#include "rank/features.h"
+#include "rank/ranker.h"
+#include "rank/trainset.h"
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "usage: reel build DIR [--label watch30|click|like] "
+            "[--ranker xgboost|mlp]\n"
+            "                  [--threads N]\n"
+            "\n"
+            "Builds what `reel serve DIR` loads, with defaults:\n"
+            "  DIR/vectors/item2vec.reel  item2vec vectors learned from the "
+            "events, and\n"
+            "                             for videos without views, vectors "
+            "from the\n"
+            "                             cold-start map (catalogue "
+            "features)\n"
+            "  DIR/index/item2vec.idx     the HNSW index over them\n"
+            "  DIR/models/ranker.json     the ranker (reel train), or "
+            "ranker-mlp.reel\n"
+            "Each step is also a command of its own: reel embed, reel index "
+            "build,\nreel train.\n");
+}
+
+static int mkdir_in(const char *dir, const char *sub, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", dir, sub);
+    if (mkdir(path, 0755) && errno != EEXIST)
+        return reel_cmd_fail("build", "cannot create %s: %s", path,
+                             strerror(errno));
+    return 0;
+}
+
+int reel_cmd_build(int argc, char **argv)
+{
+    enum { O_LABEL = 256, O_RANKER, O_THREADS };
+    static const struct option opts[] = {
+        {"label", required_argument, 0, O_LABEL},
+        {"ranker", required_argument, 0, O_RANKER},
+        {"threads", required_argument, 0, O_THREADS},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    reel_trainset_opts to = reel_trainset_opts_default();
+    reel_ranker_opts ro = reel_ranker_opts_default();
+    reel_item2vec_opts io = reel_item2vec_opts_default();
+    uint64_t v;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_LABEL:
+            if (reel_label_parse(optarg, &to.label, &to.watch_seconds))
+                return reel_cmd_usage_error(
+                    "build", "unknown label '%s' (watch30, click, like)",
+                    optarg);
+            break;
+        case O_RANKER:
+            if (reel_ranker_kind_parse(optarg, &ro.kind))
+                return reel_cmd_usage_error(
+                    "build", "unknown ranker '%s' (xgboost, mlp)", optarg);
+            break;
+        case O_THREADS:
+            if (reel_cmd_parse_u64(optarg, 1, 256, &v))
+                return reel_cmd_usage_error("build", "bad --threads '%s'",
+                                            optarg);
+            io.threads = (int)v;
+            break;
+        case 'h':
+            help(stdout);
+            return REEL_EXIT_OK;
+        default:
+            return reel_cmd_usage_error(
+                "build", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return reel_cmd_usage_error("build", "expected one data directory");
+    const char *dir = argv[optind];
+    double t0 = reel_clock_mono();
+    reel_diag d;
+    reel_diag_clear(&d);
+    reel_dataset *ds;
+    if (reel_dataset_open(dir, &ds, &d))
+        return reel_cmd_fail_diag("build", &d);
+    char path[4096];
+    int rc;
+    if ((rc = mkdir_in(dir, "vectors", path, sizeof path)) ||
+        (rc = mkdir_in(dir, "index", path, sizeof path)) ||
+        (rc = mkdir_in(dir, "models", path, sizeof path))) {
+        reel_dataset_close(ds);
+        return rc;
+    }
+    /* 1. vectors, and the cold-start map for videos without views. */
+    reel_inter x;
+    reel_inter_build(ds, NULL, &x);
+    reel_progress p;
+    reel_vectors *vec = NULL;
+    rc = reel_item2vec_train(&x, &io, &p, &vec);
+    reel_inter_free(&x);
+    if (rc) {
+        reel_dataset_close(ds);
+        return reel_cmd_fail("build", "item2vec failed: %s (no events?)",
+                             reel_strerror(rc));
+    }
+    uint32_t filled = 0;
+    if ((rc = reel_cold_fill(ds, NULL, vec, 10, &filled)))
+        fprintf(stderr,
+                "reel build: cold-start map skipped (%s); videos without "
+                "views have no vector\n",
+                reel_strerror(rc));
+    snprintf(path, sizeof path, "%s/vectors/item2vec.reel", dir);
+    if (reel_vectors_save(vec, ds, path, &d))
+        goto fail_diag;
+    uint32_t have = 0;
+    for (uint32_t i = 0; i < vec->n; i++)
+        have += vec->has[i];
+    printf("vectors: %u of %u videos (%u by the cold-start map), dim %u -> "
+           "%s\n",
+           have, vec->n, filled, vec->dim, path);
+    /* 2. the index. */
+    reel_index_opts xo = reel_index_opts_default(
+        REEL_INDEX_HNSW,
+        reel_vectors_by_cosine(vec) ? REEL_METRIC_COSINE : REEL_METRIC_IP,
+        vec->dim);
+    reel_index *ix;
+    if (reel_index_new(&xo, &ix, &d))
+        goto fail_diag;
+    for (uint32_t i = 0; i < vec->n; i++)
+        if (vec->has[i] &&
+            (rc = reel_index_add(ix, i, reel_vectors_row(vec, i)))) {
+            reel_index_free(ix);
+            reel_vectors_free(vec);
+            reel_dataset_close(ds);
+            return reel_cmd_fail("build", "indexing video %u failed: %s", i,
+                                 reel_strerror(rc));
+        }
+    snprintf(path, sizeof path, "%s/index/item2vec.idx", dir);
+    if (reel_index_save(ix, path, &d)) {
+        reel_index_free(ix);
+        goto fail_diag;
+    }
+    printf("index: %u videos -> %s\n", have, path);
+    /* 3. the ranker. */
+    reel_featstate *fs;
+    reel_featstate_new(ds, &fs);
+    reel_rows rows;
+    reel_rows_init(&rows, REEL_F__COUNT);
+    reel_trainset_stats st;
+    rc = reel_trainset_build(ds, NULL, vec, ix, &to, fs, &rows, &st, &p, &d);
+    reel_featstate_free(fs);
+    reel_index_free(ix);
+    if (rc) {
+        reel_rows_free(&rows);
+        goto fail_diag;
+    }
+    snprintf(path, sizeof path, "%s/models/%s", dir, reel_ranker_file(ro.kind));
+    reel_ranker *rk;
+    reel_ranker_report rep;
+    rc = reel_ranker_train(&rows, &ro, path, &p, &rk, &rep, &d);
+    reel_rows_free(&rows);
+    if (rc)
+        goto fail_diag;
+    reel_ranker_free(rk);
+    printf("ranker: %s on %llu rows, validation AUC %.4f (popularity alone "
+           "%.4f) -> %s\n",
+           reel_ranker_kind_name(ro.kind), (unsigned long long)st.rows,
+           rep.valid_auc, rep.popularity_auc, path);
+    printf("built %s in %.1fs\n", dir, reel_clock_mono() - t0);
+    reel_vectors_free(vec);
+    reel_dataset_close(ds);
+    return REEL_EXIT_OK;
+fail_diag:
+    reel_vectors_free(vec);
+    reel_dataset_close(ds);
+    return reel_cmd_fail_diag("build", &d);
+}
