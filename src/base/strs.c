@@ -1,5 +1,7 @@
 #include "base/strs.h"
 
+#include "base/err.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,4 +154,24 @@ uint32_t reel_intern_find(const reel_intern *in, const char *str, size_t len)
 {
     reel_strs v = reel_intern_view(in);
     return reel_strindex_find(&in->ix, &v, str, len);
+}
+
+int reel_parse_hex64(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 16)
+        return REEL_EFORMAT;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        unsigned dgt;
+        if (c >= '0' && c <= '9')
+            dgt = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            dgt = (unsigned)(c - 'a' + 10);
+        else
+            return REEL_EFORMAT;
+        v = v << 4 | dgt;
+    }
+    *out = v;
+    return 0;
 }

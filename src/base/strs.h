@@ -38,6 +38,10 @@ static inline const char *reel_strs_get(const reel_strs *s, uint32_t i,
 
 uint64_t reel_hash_bytes(const void *p, size_t len);
 
+/* Parses exactly n lowercase hex digits of s (n <= 16) into *out; 0, or
+ * REEL_EFORMAT for anything else (file names that carry a number). */
+int reel_parse_hex64(const char *s, size_t n, uint64_t *out);
+
 typedef struct reel_strindex {
     uint32_t *slots; /* id + 1, 0 = empty */
     uint32_t mask;

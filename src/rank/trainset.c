@@ -121,6 +121,20 @@ float reel_cand_rank(const float *sim, uint32_t n, float s)
     return (float)r;
 }
 
+/* Moves a uniform sample of min(k, n) of pick[0..n) to its front (a
+ * partial Fisher-Yates shuffle); returns the sample's size. */
+static uint32_t sample(reel_rng *r, uint32_t *pick, uint32_t n, uint32_t k)
+{
+    uint32_t want = k < n ? k : n;
+    for (uint32_t t = 0; t < want; t++) {
+        uint32_t j = t + (uint32_t)reel_rng_below(r, n - t);
+        uint32_t tmp = pick[t];
+        pick[t] = pick[j];
+        pick[j] = tmp;
+    }
+    return want;
+}
+
 struct ctx {
     const reel_dataset *ds;
     const reel_events *e;
@@ -326,12 +340,8 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
                     for (uint32_t t = 0; t < n_hits; t++)
                         if (hits[t].id != v)
                             pick[np++] = t;
-                    uint32_t want = o->negatives < np ? o->negatives : np;
+                    uint32_t want = sample(&r, pick, np, o->negatives);
                     for (uint32_t t = 0; t < want; t++) {
-                        uint32_t j = t + (uint32_t)reel_rng_below(&r, np - t);
-                        uint32_t tmp = pick[t];
-                        pick[t] = pick[j];
-                        pick[j] = tmp;
                         uint32_t h = pick[t];
                         x = reel_rows_push(rows, 0, group, (int64_t)e->ts[i]);
                         reel_cand_feats_fill(
@@ -500,12 +510,8 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
                 if (!held)
                     pick[npick++] = t;
             }
-            uint32_t want = o->negatives < npick ? o->negatives : npick;
+            uint32_t want = sample(&r, pick, npick, o->negatives);
             for (uint32_t t = 0; t < want; t++) {
-                uint32_t j = t + (uint32_t)reel_rng_below(&r, npick - t);
-                uint32_t tmp = pick[t];
-                pick[t] = pick[j];
-                pick[j] = tmp;
                 uint32_t hh = pick[t];
                 reel_cand_feats_fill(vec, prof, np_, o->history_n, hits[hh].id,
                                      sim[hh],

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/strs.h"
+
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -44,18 +46,9 @@ static int parse_name(const char *name, uint64_t *lsn)
     if (strlen(name) != NAME_LEN || strncmp(name, PREFIX, pl) ||
         strcmp(name + pl + DIGITS, SUFFIX))
         return 0;
-    uint64_t v = 0;
-    for (size_t i = pl; i < pl + DIGITS; i++) {
-        char c = name[i];
-        unsigned dgt;
-        if (c >= '0' && c <= '9')
-            dgt = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            dgt = (unsigned)(c - 'a' + 10);
-        else
-            return 0;
-        v = v << 4 | dgt;
-    }
+    uint64_t v;
+    if (reel_parse_hex64(name + pl, DIGITS, &v))
+        return 0;
     *lsn = v;
     return v != 0;
 }

@@ -18,6 +18,7 @@
 #include "base/crc.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/strs.h"
 
 /* Layout constants; docs/formats/wal.md is the specification. */
 #define MAGIC "REELWAL"
@@ -119,18 +120,9 @@ static int parse_seg_name(const char *name, uint64_t *first)
 {
     if (strlen(name) != NAME_LEN || strcmp(name + NAME_DIGITS, ".log"))
         return 0;
-    uint64_t v = 0;
-    for (int i = 0; i < NAME_DIGITS; i++) {
-        char c = name[i];
-        unsigned dgt;
-        if (c >= '0' && c <= '9')
-            dgt = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            dgt = (unsigned)(c - 'a' + 10);
-        else
-            return 0;
-        v = v << 4 | dgt;
-    }
+    uint64_t v;
+    if (reel_parse_hex64(name, NAME_DIGITS, &v))
+        return 0;
     *first = v;
     return v != 0;
 }
