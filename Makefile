@@ -3,11 +3,14 @@
 # benchmarks. Each installs the Debian packages it needs (scripts/deps).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS  += --no-print-directory
+SHELL      := /bin/bash
 
-.PHONY: all build test test-fast run bench format clean
+.PHONY: all build test test-fast fuzz run bench format clean
 
 all: build
 
@@ -23,6 +26,19 @@ test: build
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) fuzz
+
+# The libFuzzer targets (fuzz/README.md), each for FUZZ_SECONDS, from the
+# seeds; part of `make test`, so CI fuzzes every submission for a while.
+fuzz:
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DREEL_FUZZ=ON \
+	  -DBUILD_TESTING=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http
+	@corpus=$$(mktemp -d) && trap 'rm -rf "$$corpus"' EXIT && \
+	  $(FUZZ_BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) \
+	    -dict=fuzz/http.dict -print_final_stats=1 "$$corpus" fuzz/corpus/http \
+	    2>&1 | grep -E "^(stat::number_of_executed_units|Done|==.*ERROR|SUMMARY)" ; \
+	  exit $${PIPESTATUS[0]}
 
 # Only the normal build's tests, for a quick loop while editing.
 test-fast: build
