@@ -24,6 +24,7 @@ int reel_cmd_embed(int argc, char **argv);
 int reel_cmd_train(int argc, char **argv);
 int reel_cmd_build(int argc, char **argv);
 int reel_cmd_rank(int argc, char **argv);
+int reel_cmd_serve(int argc, char **argv);
 
 /* Prints "reel <cmd>: <message>" and a hint to run --help; returns 2. */
 int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)

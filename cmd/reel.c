@@ -34,6 +34,8 @@ static const struct command commands[] = {
      "train the ranker (XGBoost or MLP) on the event log in DIR"},
     {"rank", reel_cmd_rank,
      "explain the ranker's score of a video for a user (rank explain)"},
+    {"serve", reel_cmd_serve,
+     "serve recommendations and take events over HTTP (docs/API.md)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -33,6 +33,7 @@ struct vstate {
 struct reel_featstate {
     const reel_dataset *ds;
     uint32_t n_users, n_videos;
+    uint32_t n_ds_users; /* users with columns in the dataset */
     struct ustate *u;
     struct vstate *v;
 };
@@ -62,7 +63,7 @@ int reel_featstate_new(const reel_dataset *ds, reel_featstate **out)
 {
     reel_featstate *s = reel_xcalloc(1, sizeof *s);
     s->ds = ds;
-    s->n_users = reel_dataset_users(ds)->n;
+    s->n_users = s->n_ds_users = reel_dataset_users(ds)->n;
     s->n_videos = reel_dataset_videos(ds)->n;
     s->u = reel_xcalloc((size_t)s->n_users + 1, sizeof *s->u);
     s->v = reel_xcalloc((size_t)s->n_videos + 1, sizeof *s->v);
@@ -70,6 +71,23 @@ int reel_featstate_new(const reel_dataset *ds, reel_featstate **out)
         s->u[i].last_ts = NAN;
     *out = s;
     return 0;
+}
+
+void reel_featstate_grow(reel_featstate *s, uint32_t n_users)
+{
+    if (n_users <= s->n_users)
+        return;
+    s->u = reel_xrealloc(s->u, ((size_t)n_users + 1) * sizeof *s->u);
+    memset(s->u + s->n_users, 0,
+           ((size_t)n_users + 1 - s->n_users) * sizeof *s->u);
+    for (uint32_t i = s->n_users; i < n_users; i++)
+        s->u[i].last_ts = NAN;
+    s->n_users = n_users;
+}
+
+uint32_t reel_featstate_n_users(const reel_featstate *s)
+{
+    return s->n_users;
 }
 
 void reel_featstate_free(reel_featstate *s)
@@ -216,17 +234,21 @@ void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
     const reel_videos *vid = reel_dataset_videos(s->ds);
     if (user < s->n_users) {
         const struct ustate *u = &s->u[user];
-        int age = us->age[user];
-        if (age >= 0) {
-            out[REEL_F_u_age] = (float)age;
-            out[REEL_F_u_age_bucket] = age_bucket(age);
+        /* Users added by reel_featstate_grow have no columns: their
+         * demographics stay missing. */
+        if (user < s->n_ds_users) {
+            int age = us->age[user];
+            if (age >= 0) {
+                out[REEL_F_u_age] = (float)age;
+                out[REEL_F_u_age_bucket] = age_bucket(age);
+            }
+            out[REEL_F_u_gender] = dict_or_nan(us->gender[user]);
+            out[REEL_F_u_country] = dict_or_nan(us->country[user]);
+            out[REEL_F_u_occupation] = dict_or_nan(us->occupation[user]);
+            if (isfinite(us->signed_up_at[user]))
+                out[REEL_F_u_account_days] =
+                    (float)((now - us->signed_up_at[user]) / DAY);
         }
-        out[REEL_F_u_gender] = dict_or_nan(us->gender[user]);
-        out[REEL_F_u_country] = dict_or_nan(us->country[user]);
-        out[REEL_F_u_occupation] = dict_or_nan(us->occupation[user]);
-        if (isfinite(us->signed_up_at[user]))
-            out[REEL_F_u_account_days] =
-                (float)((now - us->signed_up_at[user]) / DAY);
         out[REEL_F_u_views] = (float)u->views;
         if (u->wf_n)
             out[REEL_F_u_watch_frac] = u->wf_sum / (float)u->wf_n;

@@ -93,6 +93,14 @@ typedef struct reel_featstate reel_featstate;
 int reel_featstate_new(const reel_dataset *ds, reel_featstate **out);
 void reel_featstate_free(reel_featstate *s);
 
+/* Makes room for users 0..n_users (the dataset's users first): users
+ * beyond the dataset (new users of a live server) start empty, and their
+ * demographic columns are missing (NaN) in every row. Never shrinks;
+ * the writer calls it (it moves the user table). */
+void reel_featstate_grow(reel_featstate *s, uint32_t n_users);
+/* Users the state holds (the dataset's, plus grown ones). */
+uint32_t reel_featstate_n_users(const reel_featstate *s);
+
 /* Applies one event; events must come in non-decreasing time. watch_s and
  * rating may be NaN. */
 void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,

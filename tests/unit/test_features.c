@@ -621,6 +621,60 @@ static void recent_ring_keeps_the_last_views_oldest_first(void **state)
     fixture_free(&fx);
 }
 
+static void grown_users_start_empty_without_demographics(void **state)
+{
+    (void)state;
+    reel_user_rec us[1] = {reel_user_rec_empty()};
+    us[0].id = "u0";
+    us[0].age = 30;
+    us[0].gender = "f";
+    struct ev ev[1] = {{0, 0, REEL_EV_WATCH, T0, 60, NAN}};
+    struct fixture fx = make_ds(cat_videos, N_CAT_VIDEOS, us, 1, ev, 1);
+    reel_featstate *s;
+    assert_int_equal(reel_featstate_new(fx.ds, &s), 0);
+    reel_featstate_apply_events(s, 0, 1, NULL);
+    assert_int_equal(reel_featstate_n_users(s), 1);
+    /* Before growing, user 2 is unknown and its events are ignored. */
+    reel_featstate_apply(s, 2, 1, REEL_EV_WATCH, T0 + 1, 30, NAN);
+    uint32_t r[REEL_FEAT_RING];
+    assert_int_equal(reel_featstate_recent(s, 2, r), 0);
+    reel_featstate_grow(s, 3);
+    reel_featstate_grow(s, 2); /* never shrinks */
+    assert_int_equal(reel_featstate_n_users(s), 3);
+    /* The dataset user keeps its state. */
+    assert_int_equal(reel_featstate_recent(s, 0, r), 1);
+    assert_int_equal(r[0], 0);
+    float x[REEL_F__COUNT];
+    reel_features_row(s, 0, 1, T0 + 2, NULL, x);
+    expect_col(x, REEL_F_u_age, 30);
+    expect_col(x, REEL_F_u_views, 1);
+    /* A grown user: empty, then advanced like any other. */
+    reel_features_row(s, 2, 1, T0 + 2, NULL, x);
+    expect_col(x, REEL_F_u_views, 0);
+    assert_true(isnan(x[REEL_F_u_hours_since_last]));
+    reel_featstate_apply(s, 2, 1, REEL_EV_WATCH, T0 + 3, 30, NAN);
+    reel_featstate_apply(s, 2, 2, REEL_EV_CLICK, T0 + 4, NAN, NAN);
+    assert_int_equal(reel_featstate_recent(s, 2, r), 2);
+    assert_int_equal(r[0], 1);
+    assert_int_equal(r[1], 2);
+    reel_features_row(s, 2, 0, T0 + 4, NULL, x);
+    expect_col(x, REEL_F_u_views, 2);
+    expect_col(x, REEL_F_u_watch_frac, 0.5);
+    /* Its demographics are missing; video columns are there. */
+    assert_true(isnan(x[REEL_F_u_age]));
+    assert_true(isnan(x[REEL_F_u_age_bucket]));
+    assert_true(isnan(x[REEL_F_u_gender]));
+    assert_true(isnan(x[REEL_F_u_account_days]));
+    expect_col(x, REEL_F_v_views, 1);
+    /* The video counters saw the grown user's view. */
+    reel_features_row(s, 0, 1, T0 + 4, NULL, x);
+    expect_col(x, REEL_F_v_views, 1);
+    /* User 1 sits between: grown, untouched. */
+    assert_int_equal(reel_featstate_recent(s, 1, r), 0);
+    reel_featstate_free(s);
+    fixture_free(&fx);
+}
+
 /* --------------------------------------------------------------- labels */
 
 static void label_names_parse(void **state)
@@ -1007,6 +1061,7 @@ int main(void)
         cmocka_unit_test(rows_before_an_event_ignore_later_events),
         cmocka_unit_test(click_play_watch_in_a_row_is_one_view),
         cmocka_unit_test(recent_ring_keeps_the_last_views_oldest_first),
+        cmocka_unit_test(grown_users_start_empty_without_demographics),
         cmocka_unit_test(label_names_parse),
         cmocka_unit_test(impression_rows_are_labelled_by_a_following_watch),
         cmocka_unit_test(rating_rows_sample_negatives_from_candidates),

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# End-to-end test of `reel serve` over real HTTP on 127.0.0.1 (port 0):
+# health, recommendations (cold start, then personalized after a watch
+# that is never recommended back), similar, history, deletion, bad input
+# (400, 404, 405, 401), then SIGKILL during a stream of POSTs and a restart: every
+# event that got a 202 must be in the user's history.
+#   test_serve.sh PATH/TO/reel
+set -u
+REEL=${1:?usage: test_serve.sh PATH/TO/reel}
+T=$(mktemp -d "${TMPDIR:-/tmp}/reel-serve-XXXXXX")
+PID=
+cleanup() {
+  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# start ARGS...: starts the server on a free port, waits until it prints
+# the port (polling its output: the server says when it listens).
+start() {
+  : >"$T/out"
+  "$REEL" serve "$T/d" --port 0 --threads 2 "$@" >"$T/out" 2>>"$T/err" &
+  PID=$!
+  for _ in $(seq 1 300); do
+    PORT=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)$|\1|p' "$T/out")
+    [ -n "$PORT" ] && break
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  [ -n "$PORT" ] || { bad "server did not start"; sed 's/^/  | /' "$T/err" >&2; exit 1; }
+  URL="http://127.0.0.1:$PORT"
+}
+# req METHOD PATH [BODY] [CURL ARGS...]: the status in $CODE, the body in
+# $T/body.
+req() {
+  local m=$1 p=$2; shift 2
+  local data=()
+  if [ $# -gt 0 ]; then data=(--data-binary "$1"); shift; fi
+  CODE=$(curl -s -o "$T/body" -w '%{http_code}' -X "$m" "${data[@]}" "$@" "$URL$p")
+}
+expect() { # expect STATUS METHOD PATH [BODY] [CURL ARGS...]
+  local want=$1; shift
+  req "$@"
+  if [ "$CODE" = "$want" ]; then ok; else
+    bad "$1 $2: status $CODE, wanted $want"; sed 's/^/  | /' "$T/body" >&2; fi
+}
+has() { # has TEXT: the last body contains TEXT
+  if grep -qF -- "$1" "$T/body"; then ok; else
+    bad "body lacks '$1'"; sed 's/^/  | /' "$T/body" >&2; fi
+}
+lacks() {
+  if grep -qF -- "$1" "$T/body"; then
+    bad "body has '$1'"; sed 's/^/  | /' "$T/body" >&2; else ok; fi
+}
+first_video() { grep -o '"video":"[^"]*"' "$T/body" | sed -n 1p | cut -d'"' -f4; }
+
+"$REEL" synth "$T/d" --users 50 --videos 80 --days 3 --seed 7 >/dev/null || { bad synth; exit 1; }
+"$REEL" build "$T/d" >/dev/null 2>&1 || { bad build; exit 1; }
+start
+
+# --- health and the read routes
+expect 200 GET /healthz;  has '"ok"'
+expect 200 GET /readyz;   has '"ready"'
+expect 200 GET "/v1/users/newcomer/recommendations?k=5"
+has '"source":"cold-start"'; has '"request_id"'; has '"title"'
+n=$(grep -o '"score"' "$T/body" | wc -l)
+[ "$n" -eq 5 ] && ok || bad "wanted 5 items, got $n"
+V=$(first_video)
+[ -n "$V" ] && ok || bad "no video in the cold-start list"
+expect 200 GET "/v1/users/newcomer/recommendations?k=1000"
+n=$(grep -o '"score"' "$T/body" | wc -l)
+[ "$n" -le 100 ] && ok || bad "k not capped: $n items"
+expect 200 GET "/v1/videos/$V/similar?k=3"; has '"items":[{"video"'
+expect 200 GET /v1/users/newcomer/history;  has '"total":0'
+
+# --- an event, then read-your-writes
+expect 202 POST /v1/events "{\"user\":\"newcomer\",\"video\":\"$V\",\"type\":\"watch\",\"watch_s\":60}"
+has '"accepted":1'; has '"rejected":[]'
+expect 200 GET "/v1/users/newcomer/recommendations?k=10"
+has '"source":"personalized"'; lacks "\"video\":\"$V\""
+expect 200 GET /v1/users/newcomer/history; has "\"video\":\"$V\""; has '"total":1'
+
+# Arrays and NDJSON, with refusals per item.
+expect 202 POST /v1/events "[{\"user\":\"a1\",\"video\":\"$V\",\"type\":\"click\",\"ts\":1700000000},{\"user\":\"a1\",\"video\":\"no-such\",\"type\":\"click\",\"ts\":1700000001},{\"user\":\"a1\",\"type\":\"click\"}]"
+has '"accepted":1'; has '{"index":1,"error":"unknown video"}'; has '"index":2'
+expect 202 POST /v1/events "$(printf '{"user":"a2","video":"%s","type":"like"}\n{"user":"a2","video":"%s","type":"watch"}\n' "$V" "$V")"
+has '"accepted":2'
+
+# --- bad input
+expect 400 POST /v1/events '{"user": "x", '; has '"error"'
+expect 400 POST /v1/events '[1] [2]'
+expect 400 POST /v1/events ''
+expect 404 GET /v1/nothing
+expect 405 DELETE /healthz
+expect 404 GET /v1/videos/no-such-video/similar; has 'unknown video'
+expect 400 GET "/v1/users/x/recommendations?k=abc"
+expect 400 GET "/v1/users/%FF/recommendations"
+# Deleting a video: never recommended again, also after the restarts.
+expect 404 DELETE /v1/videos/no-such-video
+expect 200 GET "/v1/users/a2/recommendations?k=1"
+D=$(first_video)
+expect 200 DELETE "/v1/videos/$D"; has '"deleted":true'
+expect 200 GET "/v1/users/a2/recommendations?k=100"; lacks "\"video\":\"$D\""
+expect 200 GET /metrics
+has 'reel_events_ingested_total 4'; has 'reel_events_rejected_total 1'
+has 'reel_http_requests_total{route="POST /v1/events",status="2xx"}'
+
+# --- SIGTERM stops cleanly
+kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
+[ "$rc" -eq 0 ] && ok || bad "exit $rc after SIGTERM"
+
+# --- SIGKILL during ingestion: every acknowledged event survives
+start --token s3cret --fsync interval --fsync-ms 5
+expect 401 POST /v1/events "{\"user\":\"k\",\"video\":\"$V\",\"type\":\"watch\"}"
+expect 401 DELETE "/v1/videos/$V"
+expect 200 GET /v1/users/newcomer/history; has "\"video\":\"$V\""
+# (fsync every 5 ms: a 202 still waits for the fsync that covers it.)
+# Four writers, each POSTing events with its own timestamps and writing
+# down the ones that got a 202.
+writer() {
+  local j=$1 i=0 ts code
+  while [ $i -lt 2000 ]; do
+    ts=$((1700000000 + j * 100000 + i))
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer s3cret' \
+      --data-binary "{\"user\":\"crash\",\"video\":\"$V\",\"type\":\"watch\",\"ts\":$ts}" \
+      "$URL/v1/events")
+    [ "$code" = 202 ] || break
+    echo "$ts" >>"$T/acked.$j"
+    i=$((i + 1))
+  done
+}
+for j in 1 2 3 4; do writer $j & done
+for _ in $(seq 1 600); do
+  [ "$(cat "$T"/acked.* 2>/dev/null | wc -l)" -ge 60 ] && break
+  sleep 0.02
+done
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+wait
+cat "$T"/acked.* | sort -n >"$T/acked"
+nacked=$(wc -l <"$T/acked")
+[ "$nacked" -ge 60 ] && ok || bad "only $nacked events acknowledged before the kill"
+
+start
+expect 200 GET "/v1/users/crash/history?limit=10000"
+grep -o '"ts":[0-9]*' "$T/body" | cut -d: -f2 | sort -n >"$T/have"
+missing=$(comm -23 "$T/acked" "$T/have" | wc -l)
+[ "$missing" -eq 0 ] && ok || bad "$missing of $nacked acknowledged events lost after SIGKILL"
+expect 200 GET /metrics; has 'reel_events_replayed'; has 'reel_videos_deleted 1'
+expect 200 GET "/v1/users/a2/recommendations?k=100"; lacks "\"video\":\"$D\""
+kill -TERM "$PID"; wait "$PID"; PID=
+
+echo "$pass passed, $fail failed ($nacked events acknowledged before SIGKILL)"
+[ "$fail" -eq 0 ]
