@@ -342,17 +342,28 @@ static int h_delete_video(const reel_http_req *req, reel_http_resp *resp,
 
 /* ---------------------------------------------------------------- reads */
 
-static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+/* The {id} path parameter and ?k=; 0 (with the 400 written) when bad. */
+static int id_and_k(const reel_http_req *req, reel_http_resp *resp,
+                    const char **id, long *k)
 {
-    struct srv *sv = ctx;
-    const char *user = reel_http_req_param(req, "id");
-    if (!id_ok(user, resp))
+    *id = reel_http_req_param(req, "id");
+    if (!id_ok(*id, resp))
         return 0;
-    long k = arg_k(req, "k", DEFAULT_K, MAX_K);
-    if (k < 0) {
+    *k = arg_k(req, "k", DEFAULT_K, MAX_K);
+    if (*k < 0) {
         reel_http_resp_error(resp, 400, "k must be a whole number >= 1");
         return 0;
     }
+    return 1;
+}
+
+static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    struct srv *sv = ctx;
+    const char *user;
+    long k;
+    if (!id_and_k(req, resp, &user, &k))
+        return 0;
     reel_reco_item items[MAX_K];
     uint32_t n;
     reel_engine_source src;
@@ -371,14 +382,10 @@ static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 static int h_similar(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
     struct srv *sv = ctx;
-    const char *video = reel_http_req_param(req, "id");
-    if (!id_ok(video, resp))
+    const char *video;
+    long k;
+    if (!id_and_k(req, resp, &video, &k))
         return 0;
-    long k = arg_k(req, "k", DEFAULT_K, MAX_K);
-    if (k < 0) {
-        reel_http_resp_error(resp, 400, "k must be a whole number >= 1");
-        return 0;
-    }
     reel_reco_item items[MAX_K];
     uint32_t n;
     int rc = reel_engine_similar(sv->en, video, (uint32_t)k, items, &n);
