@@ -432,6 +432,84 @@ static int h_history(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     return 0;
 }
 
+/* A dictionary word, or JSON null when missing. */
+static json_t *word(const reel_dataset *ds, enum reel_dict k, uint32_t id)
+{
+    const reel_strs *w = reel_dataset_dict(ds, k);
+    if (id == REEL_NONE || id >= w->n)
+        return json_null();
+    return json_string(reel_strs_get(w, id, NULL));
+}
+
+static json_t *num_or_null(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
+static int h_video(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    struct srv *sv = ctx;
+    const char *video = reel_http_req_param(req, "id");
+    if (!id_ok(video, resp))
+        return 0;
+    const reel_dataset *ds = reel_engine_dataset(sv->en);
+    uint32_t v = reel_dataset_find_video(ds, video, strlen(video));
+    if (v == REEL_NONE) {
+        reel_http_resp_error(resp, 404, "unknown video");
+        return 0;
+    }
+    const reel_videos *vid = reel_dataset_videos(ds);
+    json_t *cats = json_array(), *tags = json_array();
+    for (uint32_t k = vid->cat_off[v]; k < vid->cat_off[v + 1]; k++)
+        json_array_append_new(cats, word(ds, REEL_DICT_CATEGORY, vid->cat[k]));
+    for (uint32_t k = vid->tag_off[v]; k < vid->tag_off[v + 1]; k++)
+        json_array_append_new(tags, word(ds, REEL_DICT_TAG, vid->tag[k]));
+    send_json(resp, 200,
+              json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b}",
+                        "video", video, "title",
+                        reel_strs_get(&vid->title, v, NULL), "language",
+                        word(ds, REEL_DICT_LANGUAGE, vid->language[v]), "type",
+                        word(ds, REEL_DICT_VTYPE, vid->type[v]), "duration_s",
+                        num_or_null(vid->duration_s[v]), "published_at",
+                        num_or_null(vid->published_at[v]), "categories", cats,
+                        "tags", tags, "deleted",
+                        reel_engine_video_deleted(sv->en, video) == 1));
+    return 0;
+}
+
+static int h_user(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    struct srv *sv = ctx;
+    const char *user = reel_http_req_param(req, "id");
+    if (!id_ok(user, resp))
+        return 0;
+    const reel_dataset *ds = reel_engine_dataset(sv->en);
+    uint32_t u = reel_dataset_find_user(ds, user, strlen(user));
+    reel_engine_event ev[1];
+    uint32_t n;
+    uint64_t total;
+    reel_engine_history(sv->en, user, 1, ev, &n, &total);
+    if (u == REEL_NONE && total == 0) {
+        reel_http_resp_error(resp, 404, "unknown user");
+        return 0;
+    }
+    json_t *o =
+        json_pack("{s:s, s:I}", "user", user, "events", (json_int_t)total);
+    if (u != REEL_NONE) {
+        const reel_users *us = reel_dataset_users(ds);
+        json_object_set_new(
+            o, "age", us->age[u] >= 0 ? json_integer(us->age[u]) : json_null());
+        json_object_set_new(o, "gender",
+                            word(ds, REEL_DICT_GENDER, us->gender[u]));
+        json_object_set_new(o, "country",
+                            word(ds, REEL_DICT_COUNTRY, us->country[u]));
+        json_object_set_new(o, "signed_up_at",
+                            num_or_null(us->signed_up_at[u]));
+    }
+    send_json(resp, 200, o);
+    return 0;
+}
+
 static int h_health(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
     send_json(resp, 200, json_pack("{s:s}", "status", "ok"));
@@ -610,6 +688,8 @@ int reel_cmd_serve(int argc, char **argv)
         {"GET", "/v1/users/{id}/history", h_history},
         {"GET", "/v1/videos/{id}/similar", h_similar},
         {"DELETE", "/v1/videos/{id}", h_delete_video},
+        {"GET", "/v1/videos/{id}", h_video},
+        {"GET", "/v1/users/{id}", h_user},
         {"GET", "/healthz", h_health},
         {"GET", "/readyz", h_ready},
         {"GET", "/metrics", h_metrics},

@@ -82,6 +82,10 @@ has '"accepted":1'; has '"rejected":[]'
 expect 200 GET "/v1/users/newcomer/recommendations?k=10"
 has '"source":"personalized"'; lacks "\"video\":\"$V\""
 expect 200 GET /v1/users/newcomer/history; has "\"video\":\"$V\""; has '"total":1'
+expect 200 GET /v1/users/newcomer;  has '"events":1'
+expect 200 GET "/v1/videos/$V";     has '"categories":['; has '"deleted":false'
+expect 404 GET /v1/videos/no-such-video; has 'unknown video'
+expect 404 GET /v1/users/never-seen;     has 'unknown user'
 
 # Arrays and NDJSON, with refusals per item.
 expect 202 POST /v1/events "[{\"user\":\"a1\",\"video\":\"$V\",\"type\":\"click\",\"ts\":1700000000},{\"user\":\"a1\",\"video\":\"no-such\",\"type\":\"click\",\"ts\":1700000001},{\"user\":\"a1\",\"type\":\"click\"}]"
