@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "rank/ranker.h"
+#include "rank/trainset.h"
 
 enum { REEL_EXIT_OK = 0, REEL_EXIT_ERROR = 1, REEL_EXIT_USAGE = 2 };
 
@@ -43,5 +45,19 @@ int reel_cmd_parse_double(const char *s, double min, double max, double *out);
 /* Parses a whole decimal unsigned number in [min, max]; 0 on success. */
 int reel_cmd_parse_u64(const char *s, uint64_t min, uint64_t max,
                        uint64_t *out);
+
+/* --label (label != 0) or --ranker: parses arg into to or ro; 0, or the
+ * usage error's exit status. */
+int reel_cmd_ranker_option(const char *cmd, int label, const char *arg,
+                           reel_trainset_opts *to, reel_ranker_opts *ro);
+
+/* The ranker from every event of ds (training rows through the retrieval
+ * of vec and ix), written to DIR/models/ (its path into path). Prints the
+ * rows line; on failure prints why and returns exit status 1. */
+int reel_cmd_train_ranker(const char *cmd, const char *dir,
+                          const reel_dataset *ds, const reel_vectors *vec,
+                          const reel_index *ix, const reel_trainset_opts *to,
+                          const reel_ranker_opts *ro, reel_trainset_stats *st,
+                          reel_ranker_report *rep, char *path, size_t cap);
 
 #endif

@@ -64,20 +64,15 @@ int reel_cmd_build(int argc, char **argv)
     reel_ranker_opts ro = reel_ranker_opts_default();
     reel_item2vec_opts io = reel_item2vec_opts_default();
     uint64_t v;
-    int c;
+    int c, rc;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_LABEL:
-            if (reel_label_parse(optarg, &to.label, &to.watch_seconds))
-                return reel_cmd_usage_error(
-                    "build", "unknown label '%s' (watch30, click, like)",
-                    optarg);
-            break;
         case O_RANKER:
-            if (reel_ranker_kind_parse(optarg, &ro.kind))
-                return reel_cmd_usage_error(
-                    "build", "unknown ranker '%s' (xgboost, mlp)", optarg);
+            if ((rc = reel_cmd_ranker_option("build", c == O_LABEL, optarg, &to,
+                                             &ro)))
+                return rc;
             break;
         case O_THREADS:
             if (reel_cmd_parse_u64(optarg, 1, 256, &v))
@@ -103,7 +98,6 @@ int reel_cmd_build(int argc, char **argv)
     if (reel_dataset_open(dir, &ds, &d))
         return reel_cmd_fail_diag("build", &d);
     char path[4096];
-    int rc;
     if ((rc = mkdir_in(dir, "vectors", path, sizeof path)) ||
         (rc = mkdir_in(dir, "index", path, sizeof path)) ||
         (rc = mkdir_in(dir, "models", path, sizeof path))) {
@@ -138,22 +132,9 @@ int reel_cmd_build(int argc, char **argv)
            "%s\n",
            have, vec->n, filled, vec->dim, path);
     /* 2. the index. */
-    reel_index_opts xo = reel_index_opts_default(
-        REEL_INDEX_HNSW,
-        reel_vectors_by_cosine(vec) ? REEL_METRIC_COSINE : REEL_METRIC_IP,
-        vec->dim);
     reel_index *ix;
-    if (reel_index_new(&xo, &ix, &d))
+    if (reel_retrieve_index(vec, &ix, &d))
         goto fail_diag;
-    for (uint32_t i = 0; i < vec->n; i++)
-        if (vec->has[i] &&
-            (rc = reel_index_add(ix, i, reel_vectors_row(vec, i)))) {
-            reel_index_free(ix);
-            reel_vectors_free(vec);
-            reel_dataset_close(ds);
-            return reel_cmd_fail("build", "indexing video %u failed: %s", i,
-                                 reel_strerror(rc));
-        }
     snprintf(path, sizeof path, "%s/index/item2vec.idx", dir);
     if (reel_index_save(ix, path, &d)) {
         reel_index_free(ix);
@@ -161,26 +142,16 @@ int reel_cmd_build(int argc, char **argv)
     }
     printf("index: %u videos -> %s\n", have, path);
     /* 3. the ranker. */
-    reel_featstate *fs;
-    reel_featstate_new(ds, &fs);
-    reel_rows rows;
-    reel_rows_init(&rows, REEL_F__COUNT);
     reel_trainset_stats st;
-    rc = reel_trainset_build(ds, NULL, vec, ix, &to, fs, &rows, &st, &p, &d);
-    reel_featstate_free(fs);
+    reel_ranker_report rep;
+    rc = reel_cmd_train_ranker("build", dir, ds, vec, ix, &to, &ro, &st, &rep,
+                               path, sizeof path);
     reel_index_free(ix);
     if (rc) {
-        reel_rows_free(&rows);
-        goto fail_diag;
+        reel_vectors_free(vec);
+        reel_dataset_close(ds);
+        return rc;
     }
-    snprintf(path, sizeof path, "%s/models/%s", dir, reel_ranker_file(ro.kind));
-    reel_ranker *rk;
-    reel_ranker_report rep;
-    rc = reel_ranker_train(&rows, &ro, path, &p, &rk, &rep, &d);
-    reel_rows_free(&rows);
-    if (rc)
-        goto fail_diag;
-    reel_ranker_free(rk);
     printf("ranker: %s on %llu rows, validation AUC %.4f (popularity alone "
            "%.4f) -> %s\n",
            reel_ranker_kind_name(ro.kind), (unsigned long long)st.rows,

@@ -81,20 +81,64 @@ static int base_open(const char *cmd, const char *dir, const char *vec_path,
         base_close(b);
         return reel_cmd_fail_diag(cmd, &d);
     }
-    reel_index_opts io = reel_index_opts_default(
-        REEL_INDEX_HNSW,
-        reel_vectors_by_cosine(b->vec) ? REEL_METRIC_COSINE : REEL_METRIC_IP,
-        b->vec->dim);
-    if (reel_index_new(&io, &b->ix, &d)) {
+    if (reel_retrieve_index(b->vec, &b->ix, &d)) {
         base_close(b);
         return reel_cmd_fail_diag(cmd, &d);
     }
-    for (uint32_t i = 0; i < b->vec->n; i++)
-        if (b->vec->has[i] &&
-            reel_index_add(b->ix, i, reel_vectors_row(b->vec, i))) {
-            base_close(b);
-            return reel_cmd_fail(cmd, "indexing video %u failed", i);
-        }
+    return 0;
+}
+
+int reel_cmd_ranker_option(const char *cmd, int label, const char *arg,
+                           reel_trainset_opts *to, reel_ranker_opts *ro)
+{
+    if (label && reel_label_parse(arg, &to->label, &to->watch_seconds))
+        return reel_cmd_usage_error(
+            cmd, "unknown label '%s' (watch30, click, like)", arg);
+    if (!label && reel_ranker_kind_parse(arg, &ro->kind))
+        return reel_cmd_usage_error(cmd, "unknown ranker '%s' (xgboost, mlp)",
+                                    arg);
+    return 0;
+}
+
+int reel_cmd_train_ranker(const char *cmd, const char *dir,
+                          const reel_dataset *ds, const reel_vectors *vec,
+                          const reel_index *ix, const reel_trainset_opts *to,
+                          const reel_ranker_opts *ro, reel_trainset_stats *st,
+                          reel_ranker_report *rep, char *path, size_t cap)
+{
+    reel_featstate *fs;
+    reel_featstate_new(ds, &fs);
+    reel_rows rows;
+    reel_rows_init(&rows, REEL_F__COUNT);
+    reel_diag d;
+    reel_diag_clear(&d);
+    reel_progress p;
+    int rc = reel_trainset_build(ds, NULL, vec, ix, to, fs, &rows, st, &p, &d);
+    reel_featstate_free(fs);
+    if (rc) {
+        reel_rows_free(&rows);
+        return reel_cmd_fail_diag(cmd, &d);
+    }
+    printf("rows: %llu from %s (%llu positive, %llu requests); skipped "
+           "%llu without history, %llu not retrieved\n",
+           (unsigned long long)st->rows,
+           st->from_impressions ? "impressions" : "events + sampled negatives",
+           (unsigned long long)st->positives, (unsigned long long)st->groups,
+           (unsigned long long)st->skipped_no_history,
+           (unsigned long long)st->skipped_not_retrieved);
+    snprintf(path, cap, "%s/models", dir);
+    if (mkdir(path, 0755) && errno != EEXIST) {
+        reel_rows_free(&rows);
+        return reel_cmd_fail(cmd, "cannot create %s: %s", path,
+                             strerror(errno));
+    }
+    snprintf(path, cap, "%s/models/%s", dir, reel_ranker_file(ro->kind));
+    reel_ranker *rk;
+    rc = reel_ranker_train(&rows, ro, path, &p, &rk, rep, &d);
+    reel_rows_free(&rows);
+    if (rc)
+        return reel_cmd_fail_diag(cmd, &d);
+    reel_ranker_free(rk);
     return 0;
 }
 
@@ -162,20 +206,15 @@ int reel_cmd_train(int argc, char **argv)
     reel_ranker_opts ro = reel_ranker_opts_default();
     const char *vec_path = NULL;
     uint64_t v;
-    int c;
+    int c, rc;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_LABEL:
-            if (reel_label_parse(optarg, &to.label, &to.watch_seconds))
-                return reel_cmd_usage_error(
-                    "train", "unknown label '%s' (watch30, click, like)",
-                    optarg);
-            break;
         case O_RANKER:
-            if (reel_ranker_kind_parse(optarg, &ro.kind))
-                return reel_cmd_usage_error(
-                    "train", "unknown ranker '%s' (xgboost, mlp)", optarg);
+            if ((rc = reel_cmd_ranker_option("train", c == O_LABEL, optarg, &to,
+                                             &ro)))
+                return rc;
             break;
         case O_VECTORS:
             vec_path = optarg;
@@ -230,49 +269,16 @@ int reel_cmd_train(int argc, char **argv)
     const char *dir = argv[optind];
     double t0 = reel_clock_mono();
     struct base b;
-    int rc = base_open("train", dir, vec_path, &b);
-    if (rc)
+    if ((rc = base_open("train", dir, vec_path, &b)))
         return rc;
-    reel_featstate *fs;
-    reel_featstate_new(b.ds, &fs);
-    reel_rows rows;
-    reel_rows_init(&rows, REEL_F__COUNT);
-    reel_trainset_stats st;
-    reel_diag d;
-    reel_diag_clear(&d);
-    reel_progress p;
-    rc = reel_trainset_build(b.ds, NULL, b.vec, b.ix, &to, fs, &rows, &st, &p,
-                             &d);
-    reel_featstate_free(fs);
-    if (rc) {
-        reel_rows_free(&rows);
-        base_close(&b);
-        return reel_cmd_fail_diag("train", &d);
-    }
-    printf("rows: %llu from %s (%llu positive, %llu requests); skipped "
-           "%llu without history, %llu not retrieved\n",
-           (unsigned long long)st.rows,
-           st.from_impressions ? "impressions" : "events + sampled negatives",
-           (unsigned long long)st.positives, (unsigned long long)st.groups,
-           (unsigned long long)st.skipped_no_history,
-           (unsigned long long)st.skipped_not_retrieved);
     char path[4096];
-    snprintf(path, sizeof path, "%s/models", dir);
-    if (mkdir(path, 0755) && errno != EEXIST) {
-        reel_rows_free(&rows);
-        base_close(&b);
-        return reel_cmd_fail("train", "cannot create %s: %s", path,
-                             strerror(errno));
-    }
-    snprintf(path, sizeof path, "%s/models/%s", dir, reel_ranker_file(ro.kind));
-    reel_ranker *rk;
+    reel_trainset_stats st;
     reel_ranker_report rep;
-    rc = reel_ranker_train(&rows, &ro, path, &p, &rk, &rep, &d);
-    reel_rows_free(&rows);
+    rc = reel_cmd_train_ranker("train", dir, b.ds, b.vec, b.ix, &to, &ro, &st,
+                               &rep, path, sizeof path);
     base_close(&b);
     if (rc)
-        return reel_cmd_fail_diag("train", &d);
-    reel_ranker_free(rk);
+        return rc;
     printf("%s: %u %s kept; validation (latest %zu rows, %zu positive): "
            "AUC %.4f, log loss %.4f; popularity alone AUC %.4f\n",
            reel_ranker_kind_name(ro.kind), rep.rounds,

@@ -185,18 +185,8 @@ static int fit_ann(struct method *m, const reel_dataset *ds,
                                          &m->n_cold_filled)))
         return reel_diag_fail(d, rc, "cold-start map failed: %s",
                               reel_strerror(rc));
-    /* Unit vectors by cosine; item2vec with its popularity prior and ALS
-     * factors (whose length means popularity) by inner product. */
-    reel_index_opts io = reel_index_opts_default(
-        REEL_INDEX_HNSW,
-        reel_vectors_by_cosine(m->vec) ? REEL_METRIC_COSINE : REEL_METRIC_IP,
-        m->vec->dim);
-    if ((rc = reel_index_new(&io, &m->ix, d)))
+    if ((rc = reel_retrieve_index(m->vec, &m->ix, d)))
         return rc;
-    for (uint32_t i = 0; i < m->vec->n; i++)
-        if (m->vec->has[i] &&
-            (rc = reel_index_add(m->ix, i, reel_vectors_row(m->vec, i))))
-            return reel_diag_fail(d, rc, "indexing video %u failed", i);
     m->qbuf = reel_xmalloc(m->vec->dim * sizeof *m->qbuf);
     m->hits = reel_xmalloc((REEL_EVAL_KMAX + 1) * sizeof *m->hits);
     return 0;

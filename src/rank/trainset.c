@@ -47,6 +47,28 @@ reel_trainset_opts reel_trainset_opts_default(void)
                                 .seed = 42};
 }
 
+int reel_retrieve_index(const reel_vectors *vec, reel_index **out, reel_diag *d)
+{
+    *out = NULL;
+    reel_index_opts io = reel_index_opts_default(
+        REEL_INDEX_HNSW,
+        reel_vectors_by_cosine(vec) ? REEL_METRIC_COSINE : REEL_METRIC_IP,
+        vec->dim);
+    reel_index *ix;
+    int rc = reel_index_new(&io, &ix, d);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < vec->n; i++)
+        if (vec->has[i] &&
+            (rc = reel_index_add(ix, i, reel_vectors_row(vec, i)))) {
+            reel_index_free(ix);
+            return reel_diag_fail(d, rc, "indexing video %u failed: %s", i,
+                                  reel_strerror(rc));
+        }
+    *out = ix;
+    return 0;
+}
+
 float reel_retrieve_sim(const reel_vectors *vec, const float *q, uint32_t v)
 {
     if (v >= vec->n || !vec->has[v])

@@ -115,6 +115,15 @@ uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
                        uint32_t history_n, const reel_filter *f, uint32_t k,
                        float *q, reel_hit *hits, float *sim);
 
+/*
+ * The HNSW index reel_retrieve() searches: every video of vec that has a
+ * vector, by cosine for unit vectors without a prior and by inner product
+ * otherwise (item2vec with its popularity prior, ALS factors). REEL_E*
+ * with d saying which video failed.
+ */
+int reel_retrieve_index(const reel_vectors *vec, reel_index **out,
+                        reel_diag *d);
+
 /* The similarity of video v to the query as the index ranks it (inner
  * product, or cosine for unit vectors); NaN when v has no vector. */
 float reel_retrieve_sim(const reel_vectors *vec, const float *q, uint32_t v);

@@ -470,18 +470,7 @@ static int load_index(reel_engine *en, const char *dir, reel_diag *d)
     reel_log_info("%s not found; indexing the vectors now (reel build "
                   "writes it)",
                   path);
-    reel_index_opts io = reel_index_opts_default(
-        REEL_INDEX_HNSW,
-        reel_vectors_by_cosine(en->vec) ? REEL_METRIC_COSINE : REEL_METRIC_IP,
-        en->vec->dim);
-    int rc = reel_index_new(&io, &en->ix, d);
-    if (rc)
-        return rc;
-    for (uint32_t i = 0; i < en->vec->n; i++)
-        if (en->vec->has[i] &&
-            (rc = reel_index_add(en->ix, i, reel_vectors_row(en->vec, i))))
-            return reel_diag_fail(d, rc, "indexing video %u failed", i);
-    return 0;
+    return reel_retrieve_index(en->vec, &en->ix, d);
 }
 
 int reel_engine_open(const char *dir, const reel_engine_opts *o,
