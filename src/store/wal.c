@@ -688,6 +688,26 @@ void reel_wal_opts_init(reel_wal_opts *opts)
     };
 }
 
+/* Closes the files and frees everything; the writer thread is gone. */
+static void release(reel_wal *wal)
+{
+    if (wal->seg_fd >= 0)
+        close(wal->seg_fd);
+    close(wal->dir_fd);
+    pthread_mutex_destroy(&wal->mu);
+    pthread_mutex_destroy(&wal->admin);
+    pthread_cond_destroy(&wal->work);
+    pthread_cond_destroy(&wal->durable);
+    pthread_cond_destroy(&wal->space);
+    free(wal->segs);
+    free(wal->pend);
+    free(wal->wbuf);
+    free(wal->cbs);
+    free(wal->fire);
+    free(wal->dir);
+    free(wal);
+}
+
 int reel_wal_open(const char *dir, const reel_wal_opts *opts_in, reel_wal **out,
                   reel_diag *d)
 {
@@ -753,18 +773,7 @@ int reel_wal_open(const char *dir, const reel_wal_opts *opts_in, reel_wal **out,
     *out = wal;
     return 0;
 fail:
-    /* No thread yet: free by hand. */
-    if (wal->seg_fd >= 0)
-        close(wal->seg_fd);
-    close(wal->dir_fd);
-    pthread_mutex_destroy(&wal->mu);
-    pthread_mutex_destroy(&wal->admin);
-    pthread_cond_destroy(&wal->work);
-    pthread_cond_destroy(&wal->durable);
-    pthread_cond_destroy(&wal->space);
-    free(wal->segs);
-    free(wal->dir);
-    free(wal);
+    release(wal); /* no writer thread yet */
     return rc;
 }
 
@@ -778,21 +787,7 @@ int reel_wal_close(reel_wal *wal)
     pthread_mutex_unlock(&wal->mu);
     pthread_join(wal->thread, NULL);
     int rc = wal->err;
-    if (wal->seg_fd >= 0)
-        close(wal->seg_fd);
-    close(wal->dir_fd);
-    pthread_mutex_destroy(&wal->mu);
-    pthread_mutex_destroy(&wal->admin);
-    pthread_cond_destroy(&wal->work);
-    pthread_cond_destroy(&wal->durable);
-    pthread_cond_destroy(&wal->space);
-    free(wal->segs);
-    free(wal->pend);
-    free(wal->wbuf);
-    free(wal->cbs);
-    free(wal->fire);
-    free(wal->dir);
-    free(wal);
+    release(wal);
     return rc;
 }
 
