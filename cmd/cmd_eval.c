@@ -13,13 +13,14 @@ static void help(FILE *out)
 {
     fprintf(out,
             "usage: reel eval DIR --protocol P [--k 10] [--method M] [--json]\n"
-            "                 [--seed 42] [--history N] [--replay-train 0.8]\n"
-            "                 [--embedding item2vec|als] [--dim 64] "
-            "[--epochs 5]\n"
-            "                 [--window 50] [--negatives 5] [--prior 0.06]\n"
-            "                 [--cold-lambda 10] [--ranker xgboost|mlp] "
-            "[--threads N]\n"
-            "                 [--lambda 50] [--alpha 10]\n"
+            "                 [--seed 42] [--history N] [--query-decay 1]\n"
+            "                 [--replay-train 0.8] [--embedding item2vec|als]\n"
+            "                 [--dim 64] [--epochs 5]"
+            " [--window 50] [--negatives 5]\n"
+            "                 [--prior 0.06] [--cold-lambda 10] "
+            "[--ranker xgboost|mlp]\n"
+            "                 [--threads N]"
+            " [--lambda 50] [--alpha 10]\n"
             "\n"
             "Evaluates recommendation methods offline on the dataset in DIR.\n"
             "\n"
@@ -45,7 +46,8 @@ static void help(FILE *out)
             "methods (all unless --method): popular, itemknn, ann (item2vec\n"
             "  vectors with a popularity prior (--prior), or --embedding als;\n"
             "  the mean of the last --history videos (default 10; the whole\n"
-            "  training profile under random-75-25) queries an HNSW index),\n"
+            "  training profile under random-75-25) queries an HNSW index;\n"
+            "  --query-decay D < 1 weighs the i-th newest D^i instead),\n"
             "  full (ann's 200 candidates ordered by the ranker, --ranker,\n"
             "  trained on the training events only)\n"
             "\n"
@@ -82,7 +84,8 @@ int reel_cmd_eval(int argc, char **argv)
         O_COLD_LAMBDA,
         O_THREADS,
         O_RANKER,
-        O_VECTORS
+        O_VECTORS,
+        O_DECAY
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -91,6 +94,7 @@ int reel_cmd_eval(int argc, char **argv)
         {"json", no_argument, 0, O_JSON},
         {"seed", required_argument, 0, O_SEED},
         {"history", required_argument, 0, O_HIST},
+        {"query-decay", required_argument, 0, O_DECAY},
         {"replay-train", required_argument, 0, O_REPLAY},
         {"dim", required_argument, 0, O_DIM},
         {"epochs", required_argument, 0, O_EPOCHS},
@@ -161,6 +165,15 @@ int reel_cmd_eval(int argc, char **argv)
                                             "--history must be in 1..1000");
             o.history_n = (uint32_t)v;
             break;
+        case O_DECAY: {
+            double x;
+            if (reel_cmd_parse_double(optarg, 0, 1, &x) || !(x > 0))
+                return reel_cmd_usage_error(
+                    "eval", "--query-decay must be in (0, 1], not '%s'",
+                    optarg);
+            o.recency_decay = (float)x;
+            break;
+        }
         case O_LAMBDA:
             if (reel_cmd_parse_double(optarg, 1e-6, 1e6, &o.als.lambda))
                 return reel_cmd_usage_error("eval", "bad --lambda '%s'",

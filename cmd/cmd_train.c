@@ -399,8 +399,9 @@ int reel_cmd_rank(int argc, char **argv)
     float *q = malloc(b.vec->dim * sizeof *q), sim[K];
     reel_hit hits[K];
     reel_filter f = {.exclude = seen, .n_exclude = n_seen};
-    uint32_t nc =
-        reel_retrieve(b.vec, b.ix, recent, n_recent, HIST, &f, K, q, hits, sim);
+    /* The query reel train's rows were retrieved with (the plain mean). */
+    uint32_t nc = reel_retrieve(b.vec, b.ix, recent, n_recent, HIST, 1.0f, &f,
+                                K, q, hits, sim);
     float s = nc ? reel_retrieve_sim(b.vec, q, vi) : NAN;
     float rank = reel_cand_rank(sim, nc, s);
     reel_cand_feats cf;

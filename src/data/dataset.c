@@ -242,8 +242,7 @@ static void set_last(reel_intern *col, const char *s)
     reel_intern_push(col, s, strlen(s));
 }
 
-int reel_dsbuild_add_video(reel_dsbuild *b, const reel_video_rec *v,
-                           uint32_t *idx, reel_diag *d)
+int reel_video_rec_check(const reel_video_rec *v, reel_diag *d)
 {
     int rc;
     if ((rc = valid_id(v->id, d)) ||
@@ -268,6 +267,15 @@ int reel_dsbuild_add_video(reel_dsbuild *b, const reel_video_rec *v,
         return reel_diag_fail(d, REEL_ERANGE, "duration_s must be >= 0");
     if (!isnan(v->published_at) && !isfinite(v->published_at))
         return reel_diag_fail(d, REEL_ERANGE, "published_at is not finite");
+    return 0;
+}
+
+int reel_dsbuild_add_video(reel_dsbuild *b, const reel_video_rec *v,
+                           uint32_t *idx, reel_diag *d)
+{
+    int rc = reel_video_rec_check(v, d);
+    if (rc)
+        return rc;
     size_t id_len = strlen(v->id);
     if (reel_intern_find(&b->v_id, v->id, id_len) != REEL_NONE)
         return reel_diag_fail(d, REEL_EEXISTS, "duplicate video id \"%s\"",
@@ -339,8 +347,7 @@ uint32_t reel_dsbuild_user_ref(reel_dsbuild *b, const char *id, size_t len)
     return i;
 }
 
-int reel_dsbuild_add_user(reel_dsbuild *b, const reel_user_rec *u,
-                          uint32_t *idx, reel_diag *d)
+int reel_user_rec_check(const reel_user_rec *u, reel_diag *d)
 {
     int rc;
     if ((rc = valid_id(u->id, d)) ||
@@ -354,6 +361,15 @@ int reel_dsbuild_add_user(reel_dsbuild *b, const reel_user_rec *u,
                               u->age);
     if (!isnan(u->signed_up_at) && !isfinite(u->signed_up_at))
         return reel_diag_fail(d, REEL_ERANGE, "signed_up_at is not finite");
+    return 0;
+}
+
+int reel_dsbuild_add_user(reel_dsbuild *b, const reel_user_rec *u,
+                          uint32_t *idx, reel_diag *d)
+{
+    int rc = reel_user_rec_check(u, d);
+    if (rc)
+        return rc;
     uint32_t i = reel_dsbuild_user_ref(b, u->id, strlen(u->id));
     if (b->u_explicit[i])
         return reel_diag_fail(d, REEL_EEXISTS, "duplicate user id \"%s\"",

@@ -155,6 +155,12 @@ reel_video_rec reel_video_rec_empty(void);
 reel_user_rec reel_user_rec_empty(void);
 reel_event_rec reel_event_rec_empty(void);
 
+/* Checks a record against the bounds above (what every adder of records
+ * checks first): a missing id is REEL_EFORMAT, a string or list too long
+ * REEL_ETOOBIG, a value out of range REEL_ERANGE, with a message in d. */
+int reel_video_rec_check(const reel_video_rec *v, reel_diag *d);
+int reel_user_rec_check(const reel_user_rec *u, reel_diag *d);
+
 typedef struct reel_dsbuild reel_dsbuild;
 
 void reel_dsbuild_new(reel_dsbuild **out);

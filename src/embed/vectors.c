@@ -1,5 +1,6 @@
 #include "embed/vectors.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,18 @@ reel_vectors *reel_vectors_dup(const reel_vectors *v)
     c->unit_norm = v->unit_norm;
     c->prior = v->prior;
     return c;
+}
+
+void reel_vectors_grow(reel_vectors *v, uint32_t n)
+{
+    if (n <= v->n)
+        return;
+    size_t old = (size_t)v->n * v->dim, now = (size_t)n * v->dim;
+    v->data = reel_xrealloc(v->data, (now + 1) * sizeof *v->data);
+    memset(v->data + old, 0, (now + 1 - old) * sizeof *v->data);
+    v->has = reel_xrealloc(v->has, (size_t)n + 1);
+    memset(v->has + v->n, 0, (size_t)n + 1 - v->n);
+    v->n = n;
 }
 
 void reel_vectors_free(reel_vectors *v)
@@ -177,7 +190,18 @@ fail:
 uint32_t reel_vectors_query(const reel_vectors *v, const uint32_t *items,
                             uint32_t n, uint32_t last_n, float *q)
 {
+    return reel_vectors_query_decay(v, items, n, last_n, 1.0f, q);
+}
+
+uint32_t reel_vectors_query_decay(const reel_vectors *v, const uint32_t *items,
+                                  uint32_t n, uint32_t last_n, float decay,
+                                  float *q)
+{
+    assert(decay > 0 && decay <= 1);
     uint32_t dim = v->dim, used = 0;
+    /* With decay 1 every weight is exactly 1 and their sum exactly `used`,
+     * so the floats are those of the plain mean. */
+    float w = 1, wsum = 0;
     memset(q, 0, dim * sizeof *q);
     for (uint32_t h = n; h > 0 && used < last_n; h--) {
         uint32_t it = items[h - 1];
@@ -185,14 +209,16 @@ uint32_t reel_vectors_query(const reel_vectors *v, const uint32_t *items,
             continue;
         const float *r = reel_vectors_row(v, it);
         for (uint32_t j = 0; j < dim; j++)
-            q[j] += r[j];
+            q[j] += w * r[j];
+        wsum += w;
+        w *= decay;
         used++;
     }
     if (!used)
         return used;
     if (!v->prior) {
         for (uint32_t j = 0; j < dim; j++)
-            q[j] /= (float)used;
+            q[j] /= wsum;
         return used;
     }
     double n2 = 0;

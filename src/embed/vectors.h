@@ -33,6 +33,10 @@ void reel_vectors_new(uint32_t n, uint32_t dim, const char *source,
 void reel_vectors_free(reel_vectors *v);
 /* A copy that owns its memory. */
 reel_vectors *reel_vectors_dup(const reel_vectors *v);
+/* Makes room for rows 0..n (videos added to the catalogue): new rows are
+ * absent (zeros). Never shrinks; moves data and has (the writer calls
+ * it, with no reader running). */
+void reel_vectors_grow(reel_vectors *v, uint32_t n);
 
 static inline float *reel_vectors_row(const reel_vectors *v, uint32_t i)
 {
@@ -60,6 +64,17 @@ int reel_vectors_load(const char *path, const reel_dataset *ds,
  */
 uint32_t reel_vectors_query(const reel_vectors *v, const uint32_t *items,
                             uint32_t n, uint32_t last_n, float *q);
+
+/*
+ * The same with recency weights: the i-th newest of the items used (i = 0
+ * for the newest; items without a vector are skipped and not counted)
+ * weighs decay^i, and the mean is the weighted one (divided by the sum of
+ * the weights). decay is in (0, 1] (asserted); decay 1 gives exactly
+ * reel_vectors_query()'s floats.
+ */
+uint32_t reel_vectors_query_decay(const reel_vectors *v, const uint32_t *items,
+                                  uint32_t n, uint32_t last_n, float decay,
+                                  float *q);
 
 /* Whether the vectors are compared by cosine (unit rows without a prior)
  * rather than by inner product. */

@@ -54,6 +54,7 @@ reel_eval_opts reel_eval_opts_default(void)
                             .cold_share = 0.1,
                             .cold_lambda = 10,
                             .history_n = 0,
+                            .recency_decay = 1,
                             .methods = 0,
                             .embedding = 0,
                             .i2v = reel_item2vec_opts_default(),
@@ -386,6 +387,9 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
     if (o->k < 1 || o->k > REEL_EVAL_KMAX)
         return reel_diag_fail(d, REEL_EINVAL, "k must be in 1..%d",
                               REEL_EVAL_KMAX);
+    if (!(o->recency_decay > 0 && o->recency_decay <= 1))
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "the query's recency decay must be in (0, 1]");
     const reel_events *e = reel_dataset_events(ds);
     reel_inter all, tr;
     struct split s = {0};

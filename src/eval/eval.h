@@ -21,7 +21,8 @@
  * Methods: POPULAR (training counts), ITEMKNN (item-item cosine over
  * co-occurrence, 200 neighbours, scores summed over the user's history),
  * ANN (the design's retrieval: the mean of the last N history videos'
- * vectors, queried in an HNSW index with the seen videos excluded; the
+ * vectors, or their recency-weighted mean (recency_decay), queried in an
+ * HNSW index with the seen videos excluded; the
  * vectors are item2vec with its popularity prior (embedding 0, the
  * default) or implicit-ALS factors (embedding 1), both by inner product).
  * FULL (the design's whole path: ANN's 200 candidates, the feature rows
@@ -77,8 +78,12 @@ typedef struct reel_eval_opts {
     double cold_share;   /* 0.1: videos held out by the cold-start protocol */
     double cold_lambda;  /* 10: ridge penalty of the cold-start map */
     uint32_t history_n;  /* the ANN query's last N; 0: reel_eval_history */
-    uint32_t methods;    /* bit set of enum reel_method; 0 = all */
-    int embedding;       /* ANN's vectors: 0 item2vec (default), 1 ALS */
+    /* The ANN and FULL query: 1 the mean of the last N, else the i-th
+     * newest weighs recency_decay^i (reel_reco_opts), in (0, 1]; FULL's
+     * rows are retrieved with the same query. */
+    float recency_decay;
+    uint32_t methods; /* bit set of enum reel_method; 0 = all */
+    int embedding;    /* ANN's vectors: 0 item2vec (default), 1 ALS */
     /* Given vectors instead of learned ones (content vectors, a
      * concatenation); borrowed. Vectors learned from all events know the
      * test split: only content vectors give a fair figure. */

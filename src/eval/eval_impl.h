@@ -32,6 +32,7 @@ struct method {
     const uint64_t *allow;  /* cold-start: only these videos; NULL: all */
     uint32_t n_cold_filled; /* cold-start: held-out videos given a vector */
     uint32_t history_n;     /* the query's last N */
+    float recency_decay;    /* and its weight per step back */
     /* full: feature state, ranker and per-request scratch */
     const reel_dataset *ds;
     reel_featstate *fs;

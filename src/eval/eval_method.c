@@ -208,6 +208,7 @@ static int fit_full(struct method *m, const reel_dataset *ds,
     reel_rows_init(&rows, REEL_F__COUNT);
     reel_trainset_opts to = o->rows;
     to.history_n = m->history_n;
+    to.recency_decay = m->recency_decay;
     reel_trainset_stats st;
     reel_progress p, *pp = o->quiet ? NULL : &p;
     /* random-75-25 has no time: its ranker learns from profiles with a
@@ -258,6 +259,7 @@ int reel__method_fit(struct method *m, enum reel_method kind,
     m->kind = kind;
     m->allow = allow;
     m->history_n = reel_eval_history(o);
+    m->recency_decay = o->recency_decay;
     m->n_items = tr->n_items;
     m->score = reel_xcalloc(tr->n_items + 1, sizeof *m->score);
     m->touched = reel_xmalloc((tr->n_items + 1) * sizeof *m->touched);
@@ -356,9 +358,10 @@ static uint32_t rec_ann(struct method *m, const uint32_t *hist, uint32_t n_hist,
                         uint32_t n_seen, uint32_t history_n, uint32_t k,
                         uint32_t *out)
 {
-    /* The server's query: mean of the last N history videos. */
-    uint32_t used =
-        reel_vectors_query(m->vec, hist, n_hist, history_n, m->qbuf);
+    /* The server's query: the (recency-weighted) mean of the last N
+     * history videos. */
+    uint32_t used = reel_vectors_query_decay(m->vec, hist, n_hist, history_n,
+                                             m->recency_decay, m->qbuf);
     uint32_t n = 0;
     if (used) {
         reel_filter f = {.exclude = seen_list,
@@ -388,6 +391,7 @@ static uint32_t rec_full(struct method *m, uint32_t user, double now,
                      .allow = m->allow,
                      .allow_bits = m->allow ? m->n_items : 0};
     m->reco.o.history_n = history_n;
+    m->reco.o.recency_decay = m->recency_decay;
     uint32_t n = reel_reco_rank(&m->reco, m->fs, user, now, hist, n_hist, &f, k,
                                 m->scratch, m->items);
     for (uint32_t i = 0; i < n; i++)

@@ -25,7 +25,12 @@ void reel_eval_print(const reel_eval_opts *o, const reel_eval_result *res,
                      uint32_t n, FILE *out)
 {
     uint32_t k = o->k;
-    fprintf(out, "protocol %s, k %u\n\n", reel_protocol_name(o->protocol), k);
+    fprintf(out, "protocol %s, k %u", reel_protocol_name(o->protocol), k);
+    /* The default query (the mean) is not mentioned, so default output
+     * stays as it was. */
+    if (o->recency_decay != 1)
+        fprintf(out, ", query decay %g", o->recency_decay);
+    fprintf(out, "\n\n");
     if (is_setwise(o))
         fprintf(out, "%-9s %8s %8s %8s %8s %8s %8s %8s %8s %7s\n", "method",
                 "users", "prec@k", "recall@k", "ndcg@k", "map@k", "mrr",
@@ -70,6 +75,8 @@ static json_t *to_json(const reel_eval_opts *o, const reel_eval_result *res,
                         json_string(reel_protocol_name(o->protocol)));
     json_object_set_new(root, "k", json_integer(o->k));
     json_object_set_new(root, "seed", json_integer((json_int_t)o->seed));
+    if (o->recency_decay != 1)
+        json_object_set_new(root, "query_decay", json_real(o->recency_decay));
     json_t *methods = json_object();
     for (uint32_t i = 0; i < n; i++) {
         const reel_eval_result *r = &res[i];

@@ -1,6 +1,9 @@
 #include "rank/features.h"
 
+#include <assert.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,11 +35,22 @@ struct vstate {
 
 struct reel_featstate {
     const reel_dataset *ds;
+    const reel_meta *meta; /* NULL: the dataset's tables */
     uint32_t n_users, n_videos;
-    uint32_t n_ds_users; /* users with columns in the dataset */
     struct ustate *u;
     struct vstate *v;
 };
+
+/* The tables rows read (the meta's change on puts: never cached). */
+static const reel_videos *videos(const reel_featstate *s)
+{
+    return s->meta ? reel_meta_videos(s->meta) : reel_dataset_videos(s->ds);
+}
+
+static const reel_users *users(const reel_featstate *s)
+{
+    return s->meta ? reel_meta_users(s->meta) : reel_dataset_users(s->ds);
+}
 
 static const char *const names[] = {
 #define REEL__FEAT_NAME(name, desc) #name,
@@ -63,7 +77,7 @@ int reel_featstate_new(const reel_dataset *ds, reel_featstate **out)
 {
     reel_featstate *s = reel_xcalloc(1, sizeof *s);
     s->ds = ds;
-    s->n_users = s->n_ds_users = reel_dataset_users(ds)->n;
+    s->n_users = reel_dataset_users(ds)->n;
     s->n_videos = reel_dataset_videos(ds)->n;
     s->u = reel_xcalloc((size_t)s->n_users + 1, sizeof *s->u);
     s->v = reel_xcalloc((size_t)s->n_videos + 1, sizeof *s->v);
@@ -88,6 +102,26 @@ void reel_featstate_grow(reel_featstate *s, uint32_t n_users)
 uint32_t reel_featstate_n_users(const reel_featstate *s)
 {
     return s->n_users;
+}
+
+void reel_featstate_grow_videos(reel_featstate *s, uint32_t n_videos)
+{
+    if (n_videos <= s->n_videos)
+        return;
+    s->v = reel_xrealloc(s->v, ((size_t)n_videos + 1) * sizeof *s->v);
+    memset(s->v + s->n_videos, 0,
+           ((size_t)n_videos + 1 - s->n_videos) * sizeof *s->v);
+    s->n_videos = n_videos;
+}
+
+uint32_t reel_featstate_n_videos(const reel_featstate *s)
+{
+    return s->n_videos;
+}
+
+void reel_featstate_use_meta(reel_featstate *s, const reel_meta *m)
+{
+    s->meta = m;
 }
 
 void reel_featstate_free(reel_featstate *s)
@@ -116,7 +150,10 @@ void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
 {
     if (user >= s->n_users || video >= s->n_videos)
         return;
-    const reel_videos *vid = reel_dataset_videos(s->ds);
+    const reel_videos *vid = videos(s);
+    /* A video the state holds but the table does not (yet) has no
+     * metadata: no duration, categories or language. */
+    int known = video < vid->n;
     struct ustate *u = &s->u[user];
     struct vstate *v = &s->v[video];
     u->last_ts = ts;
@@ -127,7 +164,7 @@ void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
     }
     if (!reel_event_is_positive((uint8_t)type))
         return;
-    float dur = vid->duration_s[video];
+    float dur = known ? vid->duration_s[video] : NAN;
     if (isfinite(watch_s) && watch_s >= 0 && isfinite(dur) && dur > 0) {
         float f = watch_s / dur;
         f = f > 1 ? 1 : f;
@@ -148,7 +185,7 @@ void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
     float w = isfinite(watch_s) && watch_s > 0 ? watch_s / 60.0f
               : repeat                         ? 0.0f
                                                : 1.0f;
-    if (w > 0) {
+    if (w > 0 && known) {
         float f = (float)decay(ts - u->share_ts, SHARE_HALF_LIFE);
         if (f != 1.0f) {
             for (int i = 0; i < CAT_BUCKETS; i++)
@@ -230,13 +267,13 @@ void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
         out[REEL_F_x_sim_last] = c->sim_last;
         out[REEL_F_x_sim_max] = c->sim_max;
     }
-    const reel_users *us = reel_dataset_users(s->ds);
-    const reel_videos *vid = reel_dataset_videos(s->ds);
+    const reel_users *us = users(s);
+    const reel_videos *vid = videos(s);
     if (user < s->n_users) {
         const struct ustate *u = &s->u[user];
-        /* Users added by reel_featstate_grow have no columns: their
-         * demographics stay missing. */
-        if (user < s->n_ds_users) {
+        /* Users beyond the table (grown without a meta, or not yet in
+         * it) have no columns: their demographics stay missing. */
+        if (user < us->n) {
             int age = us->age[user];
             if (age >= 0) {
                 out[REEL_F_u_age] = (float)age;
@@ -270,15 +307,22 @@ void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
     if (video >= s->n_videos)
         return;
     const struct vstate *v = &s->v[video];
-    out[REEL_F_v_duration_s] = vid->duration_s[video];
-    out[REEL_F_v_type] = dict_or_nan(vid->type[video]);
-    out[REEL_F_v_language] = dict_or_nan(vid->language[video]);
-    uint32_t c0 = vid->cat_off[video], c1 = vid->cat_off[video + 1];
-    if (c1 > c0)
-        out[REEL_F_v_category] = (float)vid->cat[c0];
-    if (isfinite(vid->published_at[video]))
-        out[REEL_F_v_age_days] =
-            (float)((now - vid->published_at[video]) / DAY);
+    /* A video beyond the table (grown before its metadata arrived) has
+     * none: its static columns stay missing. */
+    uint32_t c0 = 0, c1 = 0, lang = REEL_NONE;
+    if (video < vid->n) {
+        out[REEL_F_v_duration_s] = vid->duration_s[video];
+        out[REEL_F_v_type] = dict_or_nan(vid->type[video]);
+        lang = vid->language[video];
+        out[REEL_F_v_language] = dict_or_nan(lang);
+        c0 = vid->cat_off[video];
+        c1 = vid->cat_off[video + 1];
+        if (c1 > c0)
+            out[REEL_F_v_category] = (float)vid->cat[c0];
+        if (isfinite(vid->published_at[video]))
+            out[REEL_F_v_age_days] =
+                (float)((now - vid->published_at[video]) / DAY);
+    }
     out[REEL_F_v_impressions] = (float)v->impressions;
     if (v->impressions)
         out[REEL_F_v_ctr] = (float)((v->views + 1.0) / (v->impressions + 2.0));
@@ -314,7 +358,249 @@ void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
             out[REEL_F_x_cat_any] = (float)(sum / tot);
         }
     }
-    if (vid->language[video] != REEL_NONE)
-        out[REEL_F_x_lang_match] =
-            share(u->lang, LANG_BUCKETS, vid->language[video]);
+    if (lang != REEL_NONE)
+        out[REEL_F_x_lang_match] = share(u->lang, LANG_BUCKETS, lang);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+#define FEAT_VERSION 1
+#define FEAT_HEAD_N 8
+/* n + 1 entries are allocated and ids stay below REEL_NONE. */
+#define FEAT_MAX_ROWS (UINT32_MAX - 2)
+
+/* One field of the per-user or per-video structs: `size` bytes at `off`
+ * of each element, written as a section of `type`. */
+struct field {
+    const char *stem;
+    enum reel_sectype type;
+    size_t off, size;
+};
+
+#define FIELD(stem, type, st, member)                                          \
+    {                                                                          \
+        stem, type, offsetof(struct st, member),                               \
+            sizeof((struct st *)0)->member                                     \
+    }
+
+static const struct field ufields[] = {
+    FIELD("u.last_ts", REEL_SEC_F64, ustate, last_ts),
+    FIELD("u.share_ts", REEL_SEC_F64, ustate, share_ts),
+    FIELD("u.views", REEL_SEC_U32, ustate, views),
+    FIELD("u.impr", REEL_SEC_U32, ustate, impressions),
+    FIELD("u.wf_n", REEL_SEC_U32, ustate, wf_n),
+    FIELD("u.wf_sum", REEL_SEC_F32, ustate, wf_sum),
+    FIELD("u.rating_n", REEL_SEC_U32, ustate, rating_n),
+    FIELD("u.rating_sum", REEL_SEC_F32, ustate, rating_sum),
+    FIELD("u.cat", REEL_SEC_F32, ustate, cat),
+    FIELD("u.lang", REEL_SEC_F32, ustate, lang),
+};
+
+static const struct field vfields[] = {
+    FIELD("v.ts", REEL_SEC_F64, vstate, ts),
+    FIELD("v.views", REEL_SEC_U32, vstate, views),
+    FIELD("v.impr", REEL_SEC_U32, vstate, impressions),
+    FIELD("v.wf_n", REEL_SEC_U32, vstate, wf_n),
+    FIELD("v.wf_sum", REEL_SEC_F32, vstate, wf_sum),
+    FIELD("v.rating_n", REEL_SEC_U32, vstate, rating_n),
+    FIELD("v.rating_sum", REEL_SEC_F32, vstate, rating_sum),
+    FIELD("v.d1", REEL_SEC_F32, vstate, d1),
+    FIELD("v.d7", REEL_SEC_F32, vstate, d7),
+};
+
+enum { N_UFIELDS = sizeof ufields / sizeof ufields[0] };
+enum { N_VFIELDS = sizeof vfields / sizeof vfields[0] };
+
+static void feat_name(char *buf, const char *prefix, const char *stem)
+{
+    int n = snprintf(buf, REEL_SECFILE_NAME_MAX + 1, "%s%s", prefix, stem);
+    assert(n > 0 && n <= REEL_SECFILE_NAME_MAX);
+    (void)n;
+}
+
+/* Field f of n structs of `stride` bytes at base, as one section. */
+static int put_field(reel_secfile_writer *w, const char *prefix,
+                     const struct field *f, const void *base, size_t stride,
+                     uint32_t n)
+{
+    char name[REEL_SECFILE_NAME_MAX + 1];
+    feat_name(name, prefix, f->stem);
+    const char *p = base;
+    int rc = reel_secfile_writer_begin(w, name, f->type);
+    for (uint32_t i = 0; i < n && !rc; i++)
+        rc = reel_secfile_writer_append(w, p + (size_t)i * stride + f->off,
+                                        f->size);
+    return rc ? rc : reel_secfile_writer_end(w);
+}
+
+static int put_rings(const reel_featstate *s, reel_secfile_writer *w,
+                     const char *prefix)
+{
+    char name[REEL_SECFILE_NAME_MAX + 1];
+    feat_name(name, prefix, "u.ring_n");
+    int rc = reel_secfile_writer_begin(w, name, REEL_SEC_U8);
+    for (uint32_t i = 0; i < s->n_users && !rc; i++) {
+        uint8_t n = (uint8_t)s->u[i].ring_n;
+        rc = reel_secfile_writer_append(w, &n, 1);
+    }
+    if (rc || (rc = reel_secfile_writer_end(w)))
+        return rc;
+    feat_name(name, prefix, "u.ring");
+    rc = reel_secfile_writer_begin(w, name, REEL_SEC_U32);
+    uint32_t recent[REEL_FEAT_RING];
+    for (uint32_t i = 0; i < s->n_users && !rc; i++) {
+        uint32_t n = reel_featstate_recent(s, i, recent);
+        if (n)
+            rc = reel_secfile_writer_append(w, recent, n * sizeof *recent);
+    }
+    return rc ? rc : reel_secfile_writer_end(w);
+}
+
+int reel_featstate_save(const reel_featstate *s, reel_secfile_writer *w,
+                        const char *prefix, reel_diag *d)
+{
+    assert(strlen(prefix) <= REEL_FEAT_PREFIX_MAX);
+    uint64_t head[FEAT_HEAD_N] = {FEAT_VERSION,   s->n_users,  s->n_videos,
+                                  REEL_FEAT_RING, CAT_BUCKETS, LANG_BUCKETS};
+    char name[REEL_SECFILE_NAME_MAX + 1];
+    feat_name(name, prefix, "head");
+    int rc = reel_secfile_writer_add(w, name, REEL_SEC_U64, head, FEAT_HEAD_N);
+    for (int k = 0; k < N_UFIELDS && !rc; k++)
+        rc = put_field(w, prefix, &ufields[k], s->u, sizeof *s->u, s->n_users);
+    if (!rc)
+        rc = put_rings(s, w, prefix);
+    for (int k = 0; k < N_VFIELDS && !rc; k++)
+        rc = put_field(w, prefix, &vfields[k], s->v, sizeof *s->v, s->n_videos);
+    if (rc)
+        return reel_diag_fail(d, rc, "cannot write the feature state: %s",
+                              reel_strerror(rc));
+    return 0;
+}
+
+static int feat_need(const reel_secfile *f, const char *prefix,
+                     const char *stem, enum reel_sectype type, uint64_t count,
+                     const reel_section **out, reel_diag *d)
+{
+    char name[REEL_SECFILE_NAME_MAX + 1];
+    feat_name(name, prefix, stem);
+    return reel_secfile_need(f, name, type, count, out, d);
+}
+
+/* Whether every element of a float section is finite (f64 sections may
+ * also hold NaN when nan_ok). */
+static int all_finite(const reel_section *sec, int nan_ok)
+{
+    if (sec->type == REEL_SEC_F64) {
+        const double *x = sec->data;
+        for (uint64_t i = 0; i < sec->count; i++)
+            if (!isfinite(x[i]) && !(nan_ok && isnan(x[i])))
+                return 0;
+    } else if (sec->type == REEL_SEC_F32) {
+        const float *x = sec->data;
+        for (uint64_t i = 0; i < sec->count; i++)
+            if (!isfinite(x[i]))
+                return 0;
+    }
+    return 1;
+}
+
+static int feat_corrupt(reel_diag *d, const char *prefix, const char *stem,
+                        const char *what)
+{
+    return reel_diag_fail(d, REEL_ECORRUPT, "section '%s%s': %s", prefix, stem,
+                          what);
+}
+
+/* Copies section data into field f of n structs of `stride` bytes. */
+static void get_field(const struct field *f, const reel_section *sec,
+                      void *base, size_t stride, uint32_t n)
+{
+    char *p = base;
+    const char *src = sec->data;
+    for (uint32_t i = 0; i < n; i++)
+        memcpy(p + (size_t)i * stride + f->off, src + (size_t)i * f->size,
+               f->size);
+}
+
+int reel_featstate_load(reel_featstate *s, const reel_secfile *f,
+                        const char *prefix, reel_diag *d)
+{
+    assert(strlen(prefix) <= REEL_FEAT_PREFIX_MAX);
+    const reel_section *sec;
+    int rc = feat_need(f, prefix, "head", REEL_SEC_U64, FEAT_HEAD_N, &sec, d);
+    if (rc)
+        return rc;
+    const uint64_t *h = sec->data;
+    if (h[0] != FEAT_VERSION)
+        return reel_diag_fail(d, REEL_EVERSION,
+                              "section '%shead': version %llu, expected %d",
+                              prefix, (unsigned long long)h[0], FEAT_VERSION);
+    if (h[3] != REEL_FEAT_RING || h[4] != CAT_BUCKETS || h[5] != LANG_BUCKETS)
+        return reel_diag_fail(d, REEL_EFORMAT,
+                              "section '%shead': ring or bucket sizes differ "
+                              "from this build's",
+                              prefix);
+    if (h[1] < s->n_users || h[1] > FEAT_MAX_ROWS || h[2] < s->n_videos ||
+        h[2] > FEAT_MAX_ROWS)
+        return reel_diag_fail(
+            d, REEL_ECORRUPT,
+            "section '%shead': %llu users and %llu videos, the state has "
+            "%u and %u (a snapshot of another dataset?)",
+            prefix, (unsigned long long)h[1], (unsigned long long)h[2],
+            s->n_users, s->n_videos);
+    uint32_t nu = (uint32_t)h[1], nv = (uint32_t)h[2];
+
+    /* Everything is checked against the file before s changes. */
+    const reel_section *us[N_UFIELDS], *vs[N_VFIELDS], *ring_n, *ring;
+    for (int k = 0; k < N_UFIELDS; k++) {
+        const struct field *fl = &ufields[k];
+        uint64_t per = fl->size / reel_sectype_size(fl->type);
+        if ((rc = feat_need(f, prefix, fl->stem, fl->type, (uint64_t)nu * per,
+                            &us[k], d)))
+            return rc;
+        if (!all_finite(us[k], k == 0))
+            return feat_corrupt(d, prefix, fl->stem, "a value is not finite");
+    }
+    for (int k = 0; k < N_VFIELDS; k++) {
+        const struct field *fl = &vfields[k];
+        if ((rc = feat_need(f, prefix, fl->stem, fl->type, nv, &vs[k], d)))
+            return rc;
+        if (!all_finite(vs[k], 0))
+            return feat_corrupt(d, prefix, fl->stem, "a value is not finite");
+    }
+    if ((rc = feat_need(f, prefix, "u.ring_n", REEL_SEC_U8, nu, &ring_n, d)) ||
+        (rc = feat_need(f, prefix, "u.ring", REEL_SEC_U32, UINT64_MAX, &ring,
+                        d)))
+        return rc;
+    const uint8_t *rn = ring_n->data;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < nu; i++) {
+        if (rn[i] > REEL_FEAT_RING)
+            return feat_corrupt(d, prefix, "u.ring_n", "a history too long");
+        total += rn[i];
+    }
+    if (total != ring->count)
+        return feat_corrupt(d, prefix, "u.ring",
+                            "count differs from the sum of u.ring_n");
+    const uint32_t *rv = ring->data;
+    for (uint64_t k = 0; k < total; k++)
+        if (rv[k] >= nv)
+            return feat_corrupt(d, prefix, "u.ring", "video out of range");
+
+    reel_featstate_grow(s, nu);
+    reel_featstate_grow_videos(s, nv);
+    for (int k = 0; k < N_UFIELDS; k++)
+        get_field(&ufields[k], us[k], s->u, sizeof *s->u, nu);
+    for (int k = 0; k < N_VFIELDS; k++)
+        get_field(&vfields[k], vs[k], s->v, sizeof *s->v, nv);
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < nu; i++) {
+        struct ustate *u = &s->u[i];
+        memset(u->ring, 0, sizeof u->ring);
+        u->ring_n = rn[i];
+        u->ring_at = rn[i] % REEL_FEAT_RING;
+        memcpy(u->ring, rv + at, (size_t)rn[i] * sizeof *rv);
+        at += rn[i];
+    }
+    return 0;
 }

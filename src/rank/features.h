@@ -23,10 +23,20 @@
  * REEL_FEAT_RING positive videos, newest last), which the retrieval query
  * is built from.
  *
- * Ownership: the state borrows the dataset (which must outlive it) and
- * owns its counters. Thread rules: one writer; reel_features_row() only
- * reads, so any number of readers may run when no writer does (the server
- * serialises them).
+ * The static columns come from the dataset's tables, or, after
+ * reel_featstate_use_meta(), from a reel_meta's live tables (a server that
+ * adds and replaces videos and users): a row reads them as they are when
+ * it is computed.
+ *
+ * reel_featstate_save() and _load() carry the counters and rings through a
+ * snapshot (docs/formats/featstate.md): a loaded state gives bit-identical
+ * rows and recent histories.
+ *
+ * Ownership: the state borrows the dataset (which must outlive it), and the
+ * meta when given one, and owns its counters. Thread rules: one writer;
+ * reel_features_row() only reads, so any number of readers may run when no
+ * writer does (the server serialises them, and serialises them with puts
+ * to the meta).
  */
 #ifndef REEL_RANK_FEATURES_H
 #define REEL_RANK_FEATURES_H
@@ -34,7 +44,9 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/secfile.h"
 #include "data/dataset.h"
+#include "data/meta.h"
 
 /* X(name, description): the columns in order. */
 #define REEL_FEATURES(X)                                                       \
@@ -100,6 +112,41 @@ void reel_featstate_free(reel_featstate *s);
 void reel_featstate_grow(reel_featstate *s, uint32_t n_users);
 /* Users the state holds (the dataset's, plus grown ones). */
 uint32_t reel_featstate_n_users(const reel_featstate *s);
+/* Makes room for videos 0..n_videos (new ones start with no events).
+ * Never shrinks; the writer calls it. */
+void reel_featstate_grow_videos(reel_featstate *s, uint32_t n_videos);
+/* Videos the state holds. */
+uint32_t reel_featstate_n_videos(const reel_featstate *s);
+
+/*
+ * From now on, rows read the video and user columns from the meta's
+ * tables (reel_meta_videos(m), reel_meta_users(m), borrowed: m must
+ * outlive the state) instead of the dataset's: users with a row in the
+ * meta's user table have its demographics, users beyond it none (NaN), as
+ * grown users have without a meta. The meta should be of the state's
+ * dataset (same numbering). The writer calls it.
+ */
+void reel_featstate_use_meta(reel_featstate *s, const reel_meta *m);
+
+/* Longest section-name prefix reel_featstate_save() and _load() accept. */
+enum { REEL_FEAT_PREFIX_MAX = 16 };
+
+/* Writes the counters and rings as snapshot sections whose names begin
+ * with prefix (e.g. "feat."); errors are the writer's, with a message. */
+int reel_featstate_save(const reel_featstate *s, reel_secfile_writer *w,
+                        const char *prefix, reel_diag *d);
+/*
+ * Reads what reel_featstate_save() wrote into s, a state of the same
+ * dataset with no more users or videos than were saved (a fresh one):
+ * grows s to the saved counts and replaces every counter. Everything is
+ * checked before s changes: a missing or mis-sized section, a count below
+ * s's, a ring longer than REEL_FEAT_RING or naming a video out of range,
+ * a non-finite value where there must be one is REEL_ECORRUPT; another
+ * version or other constants REEL_EVERSION / REEL_EFORMAT; each with a
+ * message naming the section. Nothing changes on failure.
+ */
+int reel_featstate_load(reel_featstate *s, const reel_secfile *f,
+                        const char *prefix, reel_diag *d);
 
 /* Applies one event; events must come in non-decreasing time. watch_s and
  * rating may be NaN. */

@@ -42,6 +42,7 @@ reel_trainset_opts reel_trainset_opts_default(void)
                                 .negatives = 9,
                                 .candidates = 200,
                                 .history_n = 10,
+                                .recency_decay = 1,
                                 .max_rows = 200000,
                                 .follow_s = 3600,
                                 .seed = 42};
@@ -118,10 +119,10 @@ void reel_cand_feats_fill(const reel_vectors *vec, const uint32_t *recent,
 
 uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
                        const uint32_t *recent, uint32_t n_recent,
-                       uint32_t history_n, const reel_filter *f, uint32_t k,
-                       float *q, reel_hit *hits, float *sim)
+                       uint32_t history_n, float decay, const reel_filter *f,
+                       uint32_t k, float *q, reel_hit *hits, float *sim)
 {
-    if (!reel_vectors_query(vec, recent, n_recent, history_n, q))
+    if (!reel_vectors_query_decay(vec, recent, n_recent, history_n, decay, q))
         return 0;
     uint32_t ef = k + (f ? f->n_exclude : 0);
     reel_search_params sp = {.ef = ef > 2000 ? 2000 : ef, .filter = f};
@@ -229,9 +230,11 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
     const reel_users *us = reel_dataset_users(ds);
     struct ctx c = {.ds = ds, .e = e, .o = o};
     memset(st, 0, sizeof *st);
-    if (o->candidates < 2 || o->candidates > 10000 || o->history_n < 1)
+    if (o->candidates < 2 || o->candidates > 10000 || o->history_n < 1 ||
+        !(o->recency_decay > 0 && o->recency_decay <= 1))
         return reel_diag_fail(d, REEL_EINVAL,
-                              "candidates must be in 2..10000, history >= 1");
+                              "candidates must be in 2..10000, history >= 1, "
+                              "recency decay in (0, 1]");
     uint64_t n_label = 0;
     for (uint64_t i = 0; i < e->n; i++) {
         if (keep && !keep[i])
@@ -329,7 +332,7 @@ int reel_trainset_build(const reel_dataset *ds, const uint8_t *keep,
             if (fresh) {
                 reel_filter f = {.exclude = sn.list[u], .n_exclude = sn.n[u]};
                 n_hits = reel_retrieve(vec, ix, hist, n_recent, o->history_n,
-                                       &f, k, q, hits, sim);
+                                       o->recency_decay, &f, k, q, hits, sim);
                 cur_user = u;
                 cur_ts = e->ts[i];
                 new_group = 1;
@@ -420,10 +423,11 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
     const reel_events *e = reel_dataset_events(ds);
     memset(st, 0, sizeof *st);
     if (!(holdout > 0 && holdout < 1) || o->candidates < 2 ||
-        o->candidates > 10000)
+        o->candidates > 10000 ||
+        !(o->recency_decay > 0 && o->recency_decay <= 1))
         return reel_diag_fail(d, REEL_EINVAL,
                               "holdout must be in (0, 1), candidates in "
-                              "2..10000");
+                              "2..10000, recency decay in (0, 1]");
     reel_inter x;
     reel_inter_build(ds, keep, &x);
     uint32_t nu = x.n_users, ni = x.n_items, k = o->candidates;
@@ -504,8 +508,8 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
         /* The profile is seen; the held-out videos stay findable (they
          * are the positives) but are never taken as negatives. */
         reel_filter f = {.exclude = prof, .n_exclude = np_};
-        uint32_t n_hits = reel_retrieve(vec, ix, prof, np_, o->history_n, &f, k,
-                                        q, hits, sim);
+        uint32_t n_hits = reel_retrieve(vec, ix, prof, np_, o->history_n,
+                                        o->recency_decay, &f, k, q, hits, sim);
         if (!n_hits) {
             st->skipped_no_history++;
             continue;

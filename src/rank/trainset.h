@@ -12,8 +12,9 @@
  *   group;
  * - otherwise (MovieLens: ratings only) each label event gives a positive
  *   row and `negatives` rows for videos sampled from the retrieval
- *   candidates at that time (the user's last history_n videos' mean
- *   queries the index, seen videos excluded), one group per event; an
+ *   candidates at that time (the user's last history_n videos' mean,
+ *   recency-weighted when recency_decay < 1, queries the index, seen
+ *   videos excluded), one group per event; an
  *   event whose video is not among the candidates gives no rows (the
  *   ranker only ever orders candidates).
  * Labels: WATCH, a watch of at least watch_seconds (when the log has no
@@ -60,6 +61,8 @@ typedef struct reel_trainset_opts {
     uint32_t negatives;  /* 9 sampled negatives per positive */
     uint32_t candidates; /* 200 retrieval candidates */
     uint32_t history_n;  /* 10: the query's last N */
+    float recency_decay; /* 1: the query is their mean; else the i-th
+                            newest weighs recency_decay^i, in (0, 1] */
     uint64_t max_rows;   /* 200000: the latest rows are kept */
     double follow_s;     /* 3600 */
     uint64_t seed;       /* 42 */
@@ -104,16 +107,19 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
 
 /*
  * The retrieval step shared by training and serving: the query of the
- * user's recent history, the candidates from the index passing the filter
- * f (seen videos excluded; may be NULL), and each candidate's similarity.
- * Returns the number of candidates (0 when the user has no usable
- * history, or on a search error); q has vec->dim floats, hits and sim `k`
- * entries.
+ * user's recent history (reel_vectors_query_decay() over the last
+ * history_n videos with weights decay^i; decay 1: their mean), the
+ * candidates from the index passing the filter f (seen videos excluded;
+ * may be NULL), and each candidate's similarity. Returns the number of
+ * candidates (0 when the user has no usable history, or on a search
+ * error); q has vec->dim floats, hits and sim `k` entries. Training and
+ * serving must pass the same history_n and decay: the ranker learns x_sim
+ * and x_rank from this query.
  */
 uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
                        const uint32_t *recent, uint32_t n_recent,
-                       uint32_t history_n, const reel_filter *f, uint32_t k,
-                       float *q, reel_hit *hits, float *sim);
+                       uint32_t history_n, float decay, const reel_filter *f,
+                       uint32_t k, float *q, reel_hit *hits, float *sim);
 
 /*
  * The HNSW index reel_retrieve() searches: every video of vec that has a

@@ -18,6 +18,7 @@ struct reel_reco_scratch {
 reel_reco_opts reel_reco_opts_default(void)
 {
     return (reel_reco_opts){.history_n = 10,
+                            .recency_decay = 1,
                             .candidates = 200,
                             .max_per_category = 0,
                             .fresh_boost = 0,
@@ -53,6 +54,11 @@ void reel_reco_scratch_free(reel_reco_scratch *s)
     free(s);
 }
 
+const float *reel_reco_scratch_row(const reel_reco_scratch *s, uint32_t cand)
+{
+    return s->x + (size_t)cand * REEL_F__COUNT;
+}
+
 static int by_score(const void *a, const void *b)
 {
     const reel_reco_item *x = a, *y = b;
@@ -70,8 +76,9 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
     uint32_t want = o->candidates < s->cap ? o->candidates : s->cap;
     if (want < k)
         want = k < s->cap ? k : s->cap;
-    uint32_t nc = reel_retrieve(r->vec, r->ix, hist, n_hist, o->history_n, f,
-                                want, s->q, s->hits, s->sim);
+    uint32_t nc =
+        reel_retrieve(r->vec, r->ix, hist, n_hist, o->history_n,
+                      o->recency_decay, f, want, s->q, s->hits, s->sim);
     if (!nc)
         return 0;
     for (uint32_t i = 0; i < nc; i++) {
@@ -87,7 +94,7 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
     else
         for (uint32_t i = 0; i < nc; i++)
             s->p[i] = s->sim[i];
-    const reel_videos *vid = reel_dataset_videos(r->ds);
+    const reel_videos *vid = r->vid ? r->vid : reel_dataset_videos(r->ds);
     for (uint32_t i = 0; i < nc; i++) {
         uint32_t v = s->hits[i].id;
         float score = s->p[i];
@@ -97,7 +104,7 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
             score += (float)(o->fresh_boost *
                              exp2(-(age > 0 ? age : 0) / o->fresh_half_life_s));
         }
-        s->items[i] = (reel_reco_item){v, score, s->sim[i]};
+        s->items[i] = (reel_reco_item){v, score, s->sim[i], i};
     }
     qsort(s->items, nc, sizeof *s->items, by_score);
     /* Business rules: no video twice, at most M per primary category. */
@@ -117,7 +124,7 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
             uint32_t c = vid->cat[vid->cat_off[v]], same = 0;
             for (uint32_t j = 0; j < n; j++) {
                 uint32_t w = out[j].video;
-                same += vid->cat_off[w + 1] > vid->cat_off[w] &&
+                same += w < vid->n && vid->cat_off[w + 1] > vid->cat_off[w] &&
                         vid->cat[vid->cat_off[w]] == c;
             }
             if (same >= o->max_per_category)
