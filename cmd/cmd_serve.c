@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "api/config.h"
 #include "api/http.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -20,44 +21,45 @@
 #include "data/record.h"
 #include "reco/engine.h"
 
-enum {
-    MAX_K = 100,
-    DEFAULT_K = 10,
-    MAX_HISTORY = 10000,
-    DEFAULT_HISTORY = 100
-};
+enum { DEFAULT_K = 10, MAX_HISTORY = 10000, DEFAULT_HISTORY = 100 };
 
 struct srv {
     reel_engine *en;
     reel_http_server *http;
     const char *token; /* NULL: writes are open */
     _Atomic uint64_t next_request;
-    unsigned start; /* distinguishes request ids across restarts */
+    unsigned start;        /* distinguishes request ids across restarts */
+    atomic_int admin_jobs; /* reloads and snapshots running */
+    uint32_t max_k;        /* larger ?k= are capped */
 };
 
 static void help(FILE *out)
 {
-    fprintf(out, "usage: reel serve DIR [--host 127.0.0.1] [--port 8080] "
-                 "[--threads N]\n"
-                 "                  [--fsync always|interval] [--fsync-ms 10] "
-                 "[--token T]\n"
-                 "\n"
-                 "Serves recommendations and takes events over HTTP (routes: "
-                 "docs/API.md),\nfrom what `reel build DIR` wrote. Events are "
-                 "made durable in DIR/wal\nbefore they are acknowledged and "
-                 "replayed at the next start.\n"
-                 "\n"
-                 "  --port     0 picks a free port (printed on stdout)\n"
-                 "  --threads  event loops (default: one per CPU)\n"
-                 "  --fsync    always: fsync every batch before answering "
-                 "(default);\n"
-                 "             interval: at most every --fsync-ms milliseconds "
-                 "(answers\n"
-                 "             still wait for the fsync that covers them)\n"
-                 "  --token    require `Authorization: Bearer T` on POST "
-                 "/v1/events and\n"
-                 "             DELETE /v1/videos/{id}\n"
-                 "SIGINT or SIGTERM stops the server gracefully.\n");
+    fprintf(out,
+            "usage: reel serve DIR [--config FILE] [--host 127.0.0.1] "
+            "[--port 8080]\n"
+            "                  [--threads N] [--fsync always|interval] "
+            "[--fsync-ms 10] [--token T]\n"
+            "\n"
+            "Serves recommendations and takes events and catalogue changes "
+            "over HTTP\n(routes: docs/API.md), from what `reel build DIR` "
+            "wrote. Changes are made\ndurable in DIR/wal before they are "
+            "acknowledged; the state is snapshotted\nin DIR/snapshots, and a "
+            "start loads the newest snapshot and replays the\nlog after it.\n"
+            "\n"
+            "  --config   a JSON file of settings (docs/config.md); the flags "
+            "below\n             override it\n"
+            "  --port     0 picks a free port (printed on stdout)\n"
+            "  --threads  event loops (default: one per CPU)\n"
+            "  --fsync    always: fsync every batch before answering "
+            "(default);\n"
+            "             interval: at most every --fsync-ms milliseconds "
+            "(answers\n"
+            "             still wait for the fsync that covers them)\n"
+            "  --token    require `Authorization: Bearer T` on writes (POST "
+            "/v1/events,\n             PUT and DELETE) and /admin/*\n"
+            "SIGINT or SIGTERM stops the server gracefully (a last snapshot "
+            "is written).\n");
 }
 
 /* ------------------------------------------------------------- helpers */
@@ -118,20 +120,47 @@ static void request_id(struct srv *sv, char *buf, size_t cap)
     snprintf(buf, cap, "%08x-%llx", sv->start, (unsigned long long)n);
 }
 
-static json_t *items_json(struct srv *sv, const reel_reco_item *it, uint32_t n)
+/* The items as JSON, with their explanations when ex is not NULL. */
+static json_t *items_json(struct srv *sv, reel_arena *a,
+                          const reel_reco_item *it, uint32_t n,
+                          const reel_engine_explain *ex)
 {
-    json_t *a = json_array();
+    uint32_t *v = reel_arena_alloc(a, ((size_t)n + 1) * sizeof *v, 4);
+    const char **id = reel_arena_alloc(a, ((size_t)n + 1) * sizeof *id, 8);
+    const char **title = reel_arena_alloc(a, ((size_t)n + 1) * sizeof *id, 8);
+    for (uint32_t i = 0; i < n; i++)
+        v[i] = it[i].video;
+    reel_engine_video_names(sv->en, v, n, a, id, title);
+    json_t *arr = json_array();
     for (uint32_t i = 0; i < n; i++) {
-        const char *title = reel_engine_video_title(sv->en, it[i].video);
         /* A title that is not UTF-8 (an importer let it through) is left
          * out rather than the item. */
-        json_t *t = json_string(title ? title : "");
-        json_array_append_new(
-            a, json_pack("{s:s, s:o, s:o}", "video",
-                         reel_engine_video_id(sv->en, it[i].video), "score",
-                         num(it[i].score), "title", t ? t : json_string("")));
+        json_t *t = json_string(title[i] ? title[i] : "");
+        json_t *o =
+            json_pack("{s:s, s:o, s:o}", "video", id[i] ? id[i] : "", "score",
+                      num(it[i].score), "title", t ? t : json_string(""));
+        if (ex && ex[i].has_x) {
+            json_t *fa = json_array();
+            for (int f = 0; f < REEL_F__COUNT; f++) {
+                json_t *fo = json_pack(
+                    "{s:s, s:o}", "name", reel_feature_name(f), "value",
+                    isfinite(ex[i].x[f]) ? json_real(ex[i].x[f]) : json_null());
+                if (ex[i].has_phi)
+                    json_object_set_new(fo, "contribution",
+                                        json_real(ex[i].phi[f]));
+                json_array_append_new(fa, fo);
+            }
+            json_t *eo = json_pack("{s:o}", "features", fa);
+            if (ex[i].has_phi)
+                json_object_set_new(eo, "bias",
+                                    json_real(ex[i].phi[REEL_F__COUNT]));
+            json_object_set_new(o, "explain", eo);
+        } else if (ex) {
+            json_object_set_new(o, "explain", json_null());
+        }
+        json_array_append_new(arr, o);
     }
-    return a;
+    return arr;
 }
 
 /* -------------------------------------------------------------- events */
@@ -180,11 +209,11 @@ static int is_blank(char c)
 
 /*
  * The body's events: one object, an array of them, or several objects one
- * after another (NDJSON). Fills *vals (a new array); 0, or a 400/413 in
- * resp and 1.
+ * after another (NDJSON). Fills *vals (a new array) and *single (the body
+ * was one bare object); 0, or a 400/413 in resp and 1.
  */
 static int parse_body(const reel_http_req *req, reel_http_resp *resp,
-                      json_t **vals)
+                      json_t **vals, int *single)
 {
     json_t *all = json_array();
     const char *b = req->body;
@@ -233,6 +262,7 @@ static int parse_body(const reel_http_req *req, reel_http_resp *resp,
         return 1;
     }
     *vals = all;
+    *single = n_top == 1 && !had_array;
     return 0;
 }
 
@@ -242,7 +272,8 @@ static int h_events(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     if (sv->token && !reel_http_bearer_ok(req, resp, sv->token))
         return 0;
     json_t *vals;
-    if (parse_body(req, resp, &vals))
+    int single;
+    if (parse_body(req, resp, &vals, &single))
         return 0;
     uint32_t n = (uint32_t)json_array_size(vals), m = 0;
     reel_arena *a = req->arena;
@@ -259,6 +290,12 @@ static int h_events(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         reel_diag d;
         reel_diag_clear(&d);
         if (reel_event_from_json(o, a, &ev[m], &d)) {
+            if (single) {
+                /* One bare event: its fault is the request's. */
+                reel_http_resp_error(resp, 400, d.msg);
+                json_decref(vals);
+                return 0;
+            }
             bad[n_bad++] = (reel_engine_reject){
                 i, reel_arena_strndup(a, d.msg, strlen(d.msg))};
             continue;
@@ -316,11 +353,6 @@ static int h_delete_video(const reel_http_req *req, reel_http_resp *resp,
     const char *video = reel_http_req_param(req, "id");
     if (!id_ok(video, resp))
         return 0;
-    if (reel_dataset_find_video(reel_engine_dataset(sv->en), video,
-                                strlen(video)) == REEL_NONE) {
-        reel_http_resp_error(resp, 404, "unknown video");
-        return 0;
-    }
     struct pend *p = reel_xcalloc(1, sizeof *p);
     atomic_init(&p->refs, 2);
     p->status = 200;
@@ -330,8 +362,14 @@ static int h_delete_video(const reel_http_req *req, reel_http_resp *resp,
     reel_buf_puts(&p->body, s);
     reel_buf_putc(&p->body, '\n');
     free(s);
-    p->tok = reel_http_defer(resp);
     int rc = reel_engine_video_delete(sv->en, video, pend_done, p);
+    if (rc == REEL_ENOENT) {
+        reel_buf_free(&p->body);
+        free(p);
+        reel_http_resp_error(resp, 404, "unknown video");
+        return 0;
+    }
+    p->tok = reel_http_defer(resp);
     if (rc) {
         p->err = rc;
         pend_release(p);
@@ -344,12 +382,12 @@ static int h_delete_video(const reel_http_req *req, reel_http_resp *resp,
 
 /* The {id} path parameter and ?k=; 0 (with the 400 written) when bad. */
 static int id_and_k(const reel_http_req *req, reel_http_resp *resp,
-                    const char **id, long *k)
+                    uint32_t max_k, const char **id, long *k)
 {
     *id = reel_http_req_param(req, "id");
     if (!id_ok(*id, resp))
         return 0;
-    *k = arg_k(req, "k", DEFAULT_K, MAX_K);
+    *k = arg_k(req, "k", DEFAULT_K, (long)max_k);
     if (*k < 0) {
         reel_http_resp_error(resp, 400, "k must be a whole number >= 1");
         return 0;
@@ -357,25 +395,46 @@ static int id_and_k(const reel_http_req *req, reel_http_resp *resp,
     return 1;
 }
 
+/* A boolean query argument: 1, 0, or -1 when malformed. */
+static int arg_bool(const reel_http_req *req, const char *name)
+{
+    const char *s = reel_http_req_arg(req, name);
+    if (!s || !strcmp(s, "false") || !strcmp(s, "0"))
+        return 0;
+    if (!*s || !strcmp(s, "true") || !strcmp(s, "1"))
+        return 1;
+    return -1;
+}
+
 static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
     struct srv *sv = ctx;
     const char *user;
     long k;
-    if (!id_and_k(req, resp, &user, &k))
+    if (!id_and_k(req, resp, sv->max_k, &user, &k))
         return 0;
-    reel_reco_item items[MAX_K];
+    int explain = arg_bool(req, "explain");
+    if (explain < 0) {
+        reel_http_resp_error(resp, 400, "explain must be true or false");
+        return 0;
+    }
+    reel_reco_item *items =
+        reel_arena_alloc(req->arena, (size_t)k * sizeof *items, 8);
+    reel_engine_explain *ex =
+        explain ? reel_arena_alloc(req->arena, (size_t)k * sizeof *ex, 8)
+                : NULL;
     uint32_t n;
     reel_engine_source src;
-    int rc = reel_engine_recommend(sv->en, user, (uint32_t)k, items, &n, &src);
+    int rc = reel_engine_recommend(sv->en, user, (uint32_t)k, NULL, items, &n,
+                                   &src, ex);
     if (rc)
         return rc;
     char rid[40];
     request_id(sv, rid, sizeof rid);
     send_json(resp, 200,
               json_pack("{s:s, s:o, s:s, s:s}", "user", user, "items",
-                        items_json(sv, items, n), "request_id", rid, "source",
-                        reel_engine_source_name(src)));
+                        items_json(sv, req->arena, items, n, ex), "request_id",
+                        rid, "source", reel_engine_source_name(src)));
     return 0;
 }
 
@@ -384,9 +443,10 @@ static int h_similar(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     struct srv *sv = ctx;
     const char *video;
     long k;
-    if (!id_and_k(req, resp, &video, &k))
+    if (!id_and_k(req, resp, sv->max_k, &video, &k))
         return 0;
-    reel_reco_item items[MAX_K];
+    reel_reco_item *items =
+        reel_arena_alloc(req->arena, (size_t)k * sizeof *items, 8);
     uint32_t n;
     int rc = reel_engine_similar(sv->en, video, (uint32_t)k, items, &n);
     if (rc == REEL_ENOENT) {
@@ -399,7 +459,8 @@ static int h_similar(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     request_id(sv, rid, sizeof rid);
     send_json(resp, 200,
               json_pack("{s:s, s:o, s:s}", "video", video, "items",
-                        items_json(sv, items, n), "request_id", rid));
+                        items_json(sv, req->arena, items, n, NULL),
+                        "request_id", rid));
     return 0;
 }
 
@@ -419,31 +480,43 @@ static int h_history(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     uint32_t n;
     uint64_t total;
     reel_engine_history(sv->en, user, (uint32_t)max, ev, &n, &total);
+    uint32_t *v = reel_arena_alloc(req->arena, ((size_t)n + 1) * sizeof *v, 4);
+    const char **id =
+        reel_arena_alloc(req->arena, ((size_t)n + 1) * sizeof *id, 8);
+    const char **title =
+        reel_arena_alloc(req->arena, ((size_t)n + 1) * sizeof *id, 8);
+    for (uint32_t i = 0; i < n; i++)
+        v[i] = ev[i].video;
+    reel_engine_video_names(sv->en, v, n, req->arena, id, title);
     json_t *a = json_array();
     for (uint32_t i = 0; i < n; i++)
-        json_array_append_new(
-            a,
-            json_pack("{s:s, s:s, s:o}", "video",
-                      reel_engine_video_id(sv->en, ev[i].video), "type",
-                      reel_event_type_name(ev[i].type), "ts", num(ev[i].ts)));
+        json_array_append_new(a, json_pack("{s:s, s:s, s:o}", "video",
+                                           id[i] ? id[i] : "", "type",
+                                           reel_event_type_name(ev[i].type),
+                                           "ts", num(ev[i].ts)));
     send_json(resp, 200,
               json_pack("{s:s, s:o, s:I}", "user", user, "events", a, "total",
                         (json_int_t)total));
     return 0;
 }
 
-/* A dictionary word, or JSON null when missing. */
-static json_t *word(const reel_dataset *ds, enum reel_dict k, uint32_t id)
+static json_t *str_or_null(const char *s)
 {
-    const reel_strs *w = reel_dataset_dict(ds, k);
-    if (id == REEL_NONE || id >= w->n)
-        return json_null();
-    return json_string(reel_strs_get(w, id, NULL));
+    json_t *v = s ? json_string(s) : NULL;
+    return v ? v : json_null();
 }
 
 static json_t *num_or_null(double x)
 {
     return isfinite(x) ? json_real(x) : json_null();
+}
+
+static json_t *words_json(const char *const *w, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, str_or_null(w[i]));
+    return a;
 }
 
 static int h_video(const reel_http_req *req, reel_http_resp *resp, void *ctx)
@@ -452,28 +525,25 @@ static int h_video(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     const char *video = reel_http_req_param(req, "id");
     if (!id_ok(video, resp))
         return 0;
-    const reel_dataset *ds = reel_engine_dataset(sv->en);
-    uint32_t v = reel_dataset_find_video(ds, video, strlen(video));
-    if (v == REEL_NONE) {
+    reel_video_rec r;
+    int deleted, has_vec;
+    if (reel_engine_video_get(sv->en, video, req->arena, &r, &deleted,
+                              &has_vec)) {
         reel_http_resp_error(resp, 404, "unknown video");
         return 0;
     }
-    const reel_videos *vid = reel_dataset_videos(ds);
-    json_t *cats = json_array(), *tags = json_array();
-    for (uint32_t k = vid->cat_off[v]; k < vid->cat_off[v + 1]; k++)
-        json_array_append_new(cats, word(ds, REEL_DICT_CATEGORY, vid->cat[k]));
-    for (uint32_t k = vid->tag_off[v]; k < vid->tag_off[v + 1]; k++)
-        json_array_append_new(tags, word(ds, REEL_DICT_TAG, vid->tag[k]));
-    send_json(resp, 200,
-              json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b}",
-                        "video", video, "title",
-                        reel_strs_get(&vid->title, v, NULL), "language",
-                        word(ds, REEL_DICT_LANGUAGE, vid->language[v]), "type",
-                        word(ds, REEL_DICT_VTYPE, vid->type[v]), "duration_s",
-                        num_or_null(vid->duration_s[v]), "published_at",
-                        num_or_null(vid->published_at[v]), "categories", cats,
-                        "tags", tags, "deleted",
-                        reel_engine_video_deleted(sv->en, video) == 1));
+    send_json(
+        resp, 200,
+        json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, "
+                  "s:b}",
+                  "video", video, "title", str_or_null(r.title), "description",
+                  str_or_null(r.description), "language",
+                  str_or_null(r.language), "type", str_or_null(r.type), "media",
+                  str_or_null(r.media), "duration_s", num_or_null(r.duration_s),
+                  "published_at", num_or_null(r.published_at), "categories",
+                  words_json(r.categories, r.n_categories), "tags",
+                  words_json(r.tags, r.n_tags), "deleted", deleted,
+                  "has_vector", has_vec));
     return 0;
 }
 
@@ -483,31 +553,267 @@ static int h_user(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     const char *user = reel_http_req_param(req, "id");
     if (!id_ok(user, resp))
         return 0;
-    const reel_dataset *ds = reel_engine_dataset(sv->en);
-    uint32_t u = reel_dataset_find_user(ds, user, strlen(user));
-    reel_engine_event ev[1];
-    uint32_t n;
+    reel_user_rec r;
     uint64_t total;
-    reel_engine_history(sv->en, user, 1, ev, &n, &total);
-    if (u == REEL_NONE && total == 0) {
+    if (reel_engine_user_get(sv->en, user, req->arena, &r, &total)) {
         reel_http_resp_error(resp, 404, "unknown user");
         return 0;
     }
-    json_t *o =
-        json_pack("{s:s, s:I}", "user", user, "events", (json_int_t)total);
-    if (u != REEL_NONE) {
-        const reel_users *us = reel_dataset_users(ds);
-        json_object_set_new(
-            o, "age", us->age[u] >= 0 ? json_integer(us->age[u]) : json_null());
-        json_object_set_new(o, "gender",
-                            word(ds, REEL_DICT_GENDER, us->gender[u]));
-        json_object_set_new(o, "country",
-                            word(ds, REEL_DICT_COUNTRY, us->country[u]));
-        json_object_set_new(o, "signed_up_at",
-                            num_or_null(us->signed_up_at[u]));
-    }
-    send_json(resp, 200, o);
+    send_json(resp, 200,
+              json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "user",
+                        user, "events", (json_int_t)total, "age",
+                        r.age >= 0 ? json_integer(r.age) : json_null(),
+                        "gender", str_or_null(r.gender), "country",
+                        str_or_null(r.country), "occupation",
+                        str_or_null(r.occupation), "zip", str_or_null(r.zip),
+                        "signed_up_at", num_or_null(r.signed_up_at)));
     return 0;
+}
+
+/* ---------------------------------------------------------------- puts */
+
+/*
+ * The body of a PUT: one JSON object whose "id", when present, is the
+ * path's. Returns it with "id" set, or NULL with a 400 in resp.
+ */
+static json_t *put_body(const reel_http_req *req, reel_http_resp *resp,
+                        const char *id)
+{
+    json_error_t je;
+    json_t *o = json_loadb(req->body, req->body_len, 0, &je);
+    char msg[300];
+    if (!o) {
+        snprintf(msg, sizeof msg, "bad JSON at byte %d: %s", je.position,
+                 je.text);
+        reel_http_resp_error(resp, 400, msg);
+        return NULL;
+    }
+    if (!json_is_object(o)) {
+        json_decref(o);
+        reel_http_resp_error(resp, 400, "the body must be a JSON object");
+        return NULL;
+    }
+    json_t *have = json_object_get(o, "id");
+    if (have &&
+        !(json_is_string(have) && !strcmp(json_string_value(have), id)) &&
+        !(json_is_integer(have) &&
+          snprintf(msg, sizeof msg, "%" JSON_INTEGER_FORMAT,
+                   json_integer_value(have)) > 0 &&
+          !strcmp(msg, id))) {
+        json_decref(o);
+        reel_http_resp_error(resp, 400, "\"id\" differs from the path's id");
+        return NULL;
+    }
+    json_object_set_new(o, "id", json_string(id));
+    return o;
+}
+
+/* A PUT's prologue: the token, the path's id (*id) and the body. NULL
+ * when resp already holds the answer. */
+static json_t *put_begin(const reel_http_req *req, reel_http_resp *resp,
+                         struct srv *sv, const char **id)
+{
+    if (sv->token && !reel_http_bearer_ok(req, resp, sv->token))
+        return NULL;
+    *id = reel_http_req_param(req, "id");
+    if (!id_ok(*id, resp))
+        return NULL;
+    return put_body(req, resp, *id);
+}
+
+/* The answer to a PUT, sent once the engine applied it (the durability
+ * callback only touches err and refs, so the body may be written after
+ * the engine took p). */
+static struct pend *put_pend(void)
+{
+    struct pend *p = reel_xcalloc(1, sizeof *p);
+    atomic_init(&p->refs, 2);
+    return p;
+}
+
+static void put_answer(struct pend *p, const char *key, const char *id,
+                       int is_new)
+{
+    p->status = is_new ? 201 : 200;
+    json_t *out = json_pack("{s:s, s:b}", key, id, "created", is_new);
+    char *s = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    reel_buf_puts(&p->body, s);
+    reel_buf_putc(&p->body, '\n');
+    free(s);
+}
+
+/* Sends p's answer, or the error when rc is not 0 (the engine took
+ * nothing: a 400 with d's message for a bad record). */
+static void put_finish(reel_http_resp *resp, struct pend *p, int rc,
+                       const reel_diag *d)
+{
+    if (rc == REEL_EINVAL || rc == REEL_EFORMAT || rc == REEL_ERANGE ||
+        rc == REEL_ETOOBIG) {
+        reel_buf_free(&p->body);
+        free(p);
+        reel_http_resp_error(resp, 400, d->msg);
+        return;
+    }
+    p->tok = reel_http_defer(resp);
+    if (rc) {
+        p->err = rc;
+        pend_release(p);
+    }
+    pend_release(p);
+}
+
+static int h_put_video(const reel_http_req *req, reel_http_resp *resp,
+                       void *ctx)
+{
+    struct srv *sv = ctx;
+    const char *video;
+    json_t *o = put_begin(req, resp, sv, &video);
+    if (!o)
+        return 0;
+    reel_diag d;
+    reel_diag_clear(&d);
+    reel_video_rec rec;
+    float *vec = NULL;
+    uint32_t n_vec = 0;
+    json_t *jv = json_object_get(o, "vector");
+    int rc = reel_video_rec_from_json(o, req->arena, &rec, &d);
+    if (!rc && jv && !json_is_null(jv)) {
+        size_t n = json_is_array(jv) ? json_array_size(jv) : 0;
+        if (!n || n > 4096) {
+            rc = reel_diag_fail(&d, REEL_EINVAL,
+                                "\"vector\" must be an array of 1..4096 "
+                                "numbers");
+        } else {
+            vec = reel_arena_alloc(req->arena, n * sizeof *vec, 8);
+            for (size_t i = 0; i < n && !rc; i++) {
+                json_t *x = json_array_get(jv, i);
+                if (!json_is_number(x))
+                    rc = reel_diag_fail(&d, REEL_EINVAL,
+                                        "\"vector\"[%zu] is not a number", i);
+                else
+                    vec[i] = (float)json_number_value(x);
+            }
+            n_vec = (uint32_t)n;
+        }
+    }
+    if (rc) {
+        json_decref(o);
+        reel_http_resp_error(resp, 400, d.msg);
+        return 0;
+    }
+    int is_new = 0;
+    struct pend *p = put_pend();
+    rc = reel_engine_video_put(sv->en, &rec, vec, n_vec, &is_new, &d, pend_done,
+                               p);
+    put_answer(p, "video", video, is_new);
+    json_decref(o);
+    put_finish(resp, p, rc, &d);
+    return 0;
+}
+
+static int h_put_user(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    struct srv *sv = ctx;
+    const char *user;
+    json_t *o = put_begin(req, resp, sv, &user);
+    if (!o)
+        return 0;
+    reel_diag d;
+    reel_diag_clear(&d);
+    reel_user_rec rec;
+    int rc = reel_user_rec_from_json(o, req->arena, &rec, &d);
+    if (rc) {
+        json_decref(o);
+        reel_http_resp_error(resp, 400, d.msg);
+        return 0;
+    }
+    int is_new = 0;
+    struct pend *p = put_pend();
+    rc = reel_engine_user_put(sv->en, &rec, &is_new, &d, pend_done, p);
+    put_answer(p, "user", user, is_new);
+    json_decref(o);
+    put_finish(resp, p, rc, &d);
+    return 0;
+}
+
+/* --------------------------------------------------------------- admin */
+
+/* Reload and snapshot run on their own thread: they take seconds, and a
+ * loop thread must not wait. */
+struct admin_job {
+    struct srv *sv;
+    reel_http_deferred *tok;
+    int reload; /* 1: reload, 0: snapshot */
+};
+
+static void *admin_main(void *arg)
+{
+    struct admin_job *j = arg;
+    reel_diag d;
+    reel_diag_clear(&d);
+    double t0 = reel_clock_mono();
+    int rc = j->reload ? reel_engine_reload(j->sv->en, &d)
+                       : reel_engine_snapshot(j->sv->en, &d);
+    reel_http_resp r;
+    reel_http_resp_init(&r);
+    if (rc) {
+        reel_http_resp_error(&r, 500, d.msg[0] ? d.msg : reel_strerror(rc));
+    } else {
+        reel_engine_stats st;
+        reel_engine_get_stats(j->sv->en, &st);
+        json_t *o =
+            j->reload ? json_pack("{s:b, s:f, s:I, s:b}", "reloaded", 1,
+                                  "seconds", reel_clock_mono() - t0,
+                                  "index_videos", (json_int_t)st.videos_indexed,
+                                  "ranker", st.has_ranker)
+                      : json_pack("{s:I, s:f}", "snapshot_lsn",
+                                  (json_int_t)st.snapshot_lsn, "seconds",
+                                  reel_clock_mono() - t0);
+        send_json(&r, 200, o);
+    }
+    reel_http_complete(j->tok, &r);
+    reel_http_resp_free(&r);
+    atomic_fetch_sub(&j->sv->admin_jobs, 1);
+    free(j);
+    return NULL;
+}
+
+static int admin(const reel_http_req *req, reel_http_resp *resp, struct srv *sv,
+                 int reload)
+{
+    if (sv->token && !reel_http_bearer_ok(req, resp, sv->token))
+        return 0;
+    struct admin_job *j = reel_xcalloc(1, sizeof *j);
+    j->sv = sv;
+    j->reload = reload;
+    j->tok = reel_http_defer(resp);
+    atomic_fetch_add(&sv->admin_jobs, 1);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, admin_main, j)) {
+        reel_http_resp r;
+        reel_http_resp_init(&r);
+        reel_http_resp_error(&r, 503, "cannot start a thread");
+        reel_http_complete(j->tok, &r);
+        reel_http_resp_free(&r);
+        atomic_fetch_sub(&sv->admin_jobs, 1);
+        free(j);
+    }
+    pthread_attr_destroy(&at);
+    return 0;
+}
+
+static int h_reload(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    return admin(req, resp, ctx, 1);
+}
+
+static int h_snapshot(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    return admin(req, resp, ctx, 0);
 }
 
 static int h_health(const reel_http_req *req, reel_http_resp *resp, void *ctx)
@@ -557,6 +863,17 @@ static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
            (double)st.videos_indexed);
     metric(b, "reel_videos_deleted", "gauge",
            "Videos deleted (never recommended).", (double)st.deleted);
+    metric(b, "reel_new_videos", "gauge", "Videos added at run time.",
+           (double)st.new_videos);
+    metric(b, "reel_snapshots_total", "counter",
+           "Snapshots written since start.", (double)st.snapshots);
+    metric(b, "reel_snapshot_lsn", "gauge",
+           "The newest snapshot covers the log up to this record.",
+           (double)st.snapshot_lsn);
+    metric(b, "reel_snapshot_seconds", "gauge", "Time the last snapshot took.",
+           st.snapshot_s);
+    metric(b, "reel_reloads_total", "counter", "Item-side reloads since start.",
+           (double)st.reloads);
     metric(b, "reel_wal_records_total", "counter",
            "Log records appended since start.", (double)st.wal.records);
     metric(b, "reel_wal_bytes_total", "counter",
@@ -579,8 +896,17 @@ static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 
 int reel_cmd_serve(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_THREADS, O_FSYNC, O_FSYNC_MS, O_TOKEN };
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_THREADS,
+        O_FSYNC,
+        O_FSYNC_MS,
+        O_TOKEN,
+        O_CONFIG
+    };
     static const struct option opts[] = {
+        {"config", required_argument, 0, O_CONFIG},
         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},
         {"threads", required_argument, 0, O_THREADS},
@@ -590,35 +916,51 @@ int reel_cmd_serve(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    reel_http_opts ho = reel_http_opts_default();
-    reel_engine_opts eo;
-    reel_engine_opts_init(&eo);
-    ho.port = 8080;
-    const char *token = NULL;
-    uint64_t v;
+    /* The file first, whatever its place on the line; flags override it. */
+    reel_serve_config cfg;
+    reel_serve_config_init(&cfg);
+    const char *config = NULL;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == O_CONFIG)
+            config = optarg;
+        if (c == 'h') {
+            help(stdout);
+            return REEL_EXIT_OK;
+        }
+    }
+    reel_diag d;
+    reel_diag_clear(&d);
+    if (config && reel_serve_config_load(config, &cfg, &d))
+        return reel_cmd_fail_diag("serve", &d);
+    uint64_t v;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
+        case O_CONFIG:
+            break;
         case O_HOST:
-            ho.host = optarg;
+            if (strlen(optarg) >= sizeof cfg.host)
+                return reel_cmd_usage_error("serve", "bad --host '%s'", optarg);
+            snprintf(cfg.host, sizeof cfg.host, "%s", optarg);
             break;
         case O_PORT:
             if (reel_cmd_parse_u64(optarg, 0, 65535, &v))
                 return reel_cmd_usage_error("serve", "bad --port '%s'", optarg);
-            ho.port = (uint16_t)v;
+            cfg.port = (uint16_t)v;
             break;
         case O_THREADS:
             if (reel_cmd_parse_u64(optarg, 1, REEL_HTTP_MAX_THREADS, &v))
                 return reel_cmd_usage_error("serve", "bad --threads '%s'",
                                             optarg);
-            ho.threads = (int)v;
+            cfg.threads = (uint32_t)v;
             break;
         case O_FSYNC:
             if (!strcmp(optarg, "always"))
-                eo.sync = REEL_WAL_SYNC_ALWAYS;
+                cfg.fsync = REEL_WAL_SYNC_ALWAYS;
             else if (!strcmp(optarg, "interval"))
-                eo.sync = REEL_WAL_SYNC_INTERVAL;
+                cfg.fsync = REEL_WAL_SYNC_INTERVAL;
             else
                 return reel_cmd_usage_error(
                     "serve", "bad --fsync '%s' (always, interval)", optarg);
@@ -627,12 +969,12 @@ int reel_cmd_serve(int argc, char **argv)
             if (reel_cmd_parse_u64(optarg, 1, 60000, &v))
                 return reel_cmd_usage_error("serve", "bad --fsync-ms '%s'",
                                             optarg);
-            eo.interval_ms = (uint32_t)v;
+            cfg.fsync_ms = (uint32_t)v;
             break;
         case O_TOKEN:
-            if (!*optarg)
-                return reel_cmd_usage_error("serve", "empty --token");
-            token = optarg;
+            if (!*optarg || strlen(optarg) >= sizeof cfg.token)
+                return reel_cmd_usage_error("serve", "bad --token");
+            snprintf(cfg.token, sizeof cfg.token, "%s", optarg);
             break;
         case 'h':
             help(stdout);
@@ -645,6 +987,21 @@ int reel_cmd_serve(int argc, char **argv)
     if (optind != argc - 1)
         return reel_cmd_usage_error("serve", "expected one data directory");
     const char *dir = argv[optind];
+    reel_http_opts ho = reel_http_opts_default();
+    ho.host = cfg.host;
+    ho.port = cfg.port;
+    if (cfg.threads)
+        ho.threads = (int)cfg.threads;
+    reel_engine_opts eo;
+    reel_engine_opts_init(&eo);
+    eo.sync = cfg.fsync;
+    eo.interval_ms = cfg.fsync_ms;
+    eo.reco = cfg.reco;
+    eo.cold_refresh_s = cfg.cold_refresh_s;
+    eo.cold_n = cfg.cold_n;
+    eo.snapshot_every_s = cfg.snapshot_every_s;
+    eo.snapshot_every_events = cfg.snapshot_every_events;
+    const char *token = cfg.token[0] ? cfg.token : NULL;
 
     /* Every thread (the log's writer, the loops) inherits this mask, so
      * the signals reach only sigwait below. */
@@ -654,12 +1011,12 @@ int reel_cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    reel_diag d;
-    reel_diag_clear(&d);
     struct srv sv = {
         .token = token,
+        .max_k = cfg.max_k,
         .start = (unsigned)((unsigned)getpid() ^ (unsigned)reel_clock_wall())};
     atomic_init(&sv.next_request, 1);
+    atomic_init(&sv.admin_jobs, 0);
     double t0 = reel_clock_mono();
     if (reel_engine_open(dir, &eo, &sv.en, &d))
         return reel_cmd_fail_diag("serve", &d);
@@ -688,6 +1045,10 @@ int reel_cmd_serve(int argc, char **argv)
         {"GET", "/v1/users/{id}/history", h_history},
         {"GET", "/v1/videos/{id}/similar", h_similar},
         {"DELETE", "/v1/videos/{id}", h_delete_video},
+        {"PUT", "/v1/videos/{id}", h_put_video},
+        {"PUT", "/v1/users/{id}", h_put_user},
+        {"POST", "/admin/reload", h_reload},
+        {"POST", "/admin/snapshot", h_snapshot},
         {"GET", "/v1/videos/{id}", h_video},
         {"GET", "/v1/users/{id}", h_user},
         {"GET", "/healthz", h_health},
@@ -713,6 +1074,9 @@ int reel_cmd_serve(int argc, char **argv)
     /* The server first (it waits for deferred answers, which need the
      * log), then the engine and its log. */
     reel_http_stop(sv.http);
+    /* An admin thread touches sv until just after it answered. */
+    while (atomic_load(&sv.admin_jobs))
+        usleep(1000);
     reel_http_free(sv.http);
     rc = reel_engine_close(sv.en);
     if (rc)

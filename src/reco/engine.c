@@ -9,29 +9,41 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/strs.h"
 #include "data/interactions.h"
+#include "data/meta.h"
 #include "embed/vectors.h"
 #include "index/index.h"
-#include "rank/features.h"
+#include "rank/gbtree.h"
 #include "rank/ranker.h"
 #include "rank/trainset.h"
+#include "store/snapshot.h"
 
 #define DAY 86400.0
 
 /* The events record (docs/formats/wal.md, "Type 1: events"). */
 enum { REC_HEAD = 8, EV_HEAD = 26, REC_VERSION = 1 };
 
+/* Demographic segments: age bucket (0..6, 7 unknown) x gender (dictionary
+ * ids 0..2, 3 for anything else or unknown); the last (both unknown) is
+ * no segment. */
+enum { AGE_B = 8, GENDER_B = 4, N_SEG = AGE_B * GENDER_B, NO_SEG = N_SEG - 1 };
+
+/* Snapshot layout version (docs/formats/serve-snapshot.md). */
+enum { SNAP_VERSION = 1 };
+
 struct hist {
     reel_engine_event *e;
     uint32_t n, cap;
 };
 
-/* A batch of accepted events waiting for durability: records
+/* A batch of accepted changes waiting for durability: records
  * first..last of the log, their payloads kept to be applied. */
 struct batch {
     uint8_t type; /* REEL_ENGINE_WAL_* of every record */
@@ -43,45 +55,79 @@ struct batch {
     struct batch *next;
 };
 
+/* Positive events per (segment, video): open addressing on
+ * (segment + 1) << 32 | video, 0 = empty. */
+struct segmap {
+    uint64_t *key;
+    uint32_t *cnt;
+    size_t cap, n;
+};
+
 struct reel_engine {
     reel_engine_opts o;
+    char *dir;
     reel_dataset *ds;
+    uint64_t ds_print; /* the dataset's fingerprint */
+
+    /* The item side: replaced by reload under the write lock. */
     reel_vectors *vec;
     reel_index *ix;
     reel_ranker *rk;
     reel_reco reco;
-    uint32_t n_videos, n_ds_users;
-    uint64_t *allow; /* live (not deleted) videos */
+    float prior_median; /* of the vectors' prior coordinate */
+    pthread_mutex_t reload_mu;
+    uint64_t reloads;
 
-    /* User state, under `lock`. */
+    /* State, under `lock`. */
     pthread_rwlock_t lock;
+    reel_meta *meta;
     reel_featstate *fs;
-    reel_intern new_users; /* user n_ds_users + i has id new_users[i] */
-    struct hist *hist;     /* per user */
-    size_t cap_hist;
-    uint32_t *pos; /* positive events per video */
-    float *d1;     /* decayed with a one-day half-life, as of d1_ts */
+    uint32_t n_users, n_videos; /* rows with state */
+    size_t cap_u, cap_v;
+    struct hist *hist; /* per user */
+    uint64_t n_hist;   /* entries in all of them */
+    uint64_t *allow;   /* live (not deleted) videos */
+    uint32_t *pos;     /* positive events per video */
+    float *d1;         /* decayed with a one-day half-life, as of d1_ts */
     double *d1_ts;
+    uint8_t *vput;  /* 1: the vector came from a PUT */
     double last_ts; /* latest event time applied */
-    uint32_t *cold; /* the cold-start list */
+    struct segmap seg;
+    uint32_t *cold; /* the global cold-start list */
     uint32_t n_cold;
+    uint32_t *seg_cold[N_SEG];
+    uint32_t n_seg_cold[N_SEG];
     double cold_at; /* monotonic time of the last computation */
+    uint64_t n_deleted;
+    uint64_t state_lsn; /* every record up to this is applied */
 
     /* The log and the batches waiting for it, in LSN order. */
     reel_wal *wal;
     pthread_mutex_t qmu;
     struct batch *qhead, *qtail;
-    uint64_t applied;    /* every record up to this LSN is in memory */
+    uint64_t applied;    /* the last batch taken for applying */
     pthread_mutex_t amu; /* one drain at a time */
 
-    /* Scratch buffers of reel_reco_rank, reused across requests. */
+    /* Scratch buffers of reel_reco_rank, reused across requests; taken
+     * and given back under the read lock (reload frees them). */
     pthread_mutex_t smu;
     reel_reco_scratch **spool;
     size_t n_spool, cap_spool;
 
+    /* Snapshots. */
+    pthread_mutex_t snap_mu; /* one writer at a time */
+    uint64_t snap_lsn;       /* the newest snapshot's LSN (0: none) */
+    uint64_t snaps;
+    double snap_s;
+    _Atomic uint64_t snap_events; /* events applied since the last one */
+    pthread_t snap_thread;
+    int snap_running;
+    pthread_mutex_t cv_mu;
+    pthread_cond_t cv;
+    int stop;
+
     _Atomic uint64_t ingested, rejected;
     uint64_t replayed, skipped_replay;
-    uint64_t n_deleted; /* under `lock` */
 };
 
 void reel_engine_opts_init(reel_engine_opts *o)
@@ -90,7 +136,10 @@ void reel_engine_opts_init(reel_engine_opts *o)
                             .interval_ms = 10,
                             .reco = reel_reco_opts_default(),
                             .cold_refresh_s = 10,
-                            .cold_n = 500};
+                            .cold_n = 500,
+                            .snapshot_every_s = 300,
+                            .snapshot_every_events = 1000000,
+                            .snapshot_on_close = 1};
 }
 
 const char *reel_engine_source_name(reel_engine_source s)
@@ -98,32 +147,131 @@ const char *reel_engine_source_name(reel_engine_source s)
     return s == REEL_ENGINE_PERSONALIZED ? "personalized" : "cold-start";
 }
 
+static int is_live(const reel_engine *en, uint32_t v)
+{
+    return v < en->n_videos && (en->allow[v / 64] >> (v % 64) & 1);
+}
+
 /* ------------------------------------------------------------ user state */
 
 static uint32_t find_user(const reel_engine *en, const char *id, size_t len)
 {
-    uint32_t u = reel_dataset_find_user(en->ds, id, len);
-    if (u != REEL_NONE)
-        return u;
-    u = reel_intern_find(&en->new_users, id, len);
-    return u == REEL_NONE ? REEL_NONE : en->n_ds_users + u;
+    return reel_meta_find_user(en->meta, id, len);
 }
 
-/* The user's number, made when new (writer only). */
-static uint32_t user_ref(reel_engine *en, const char *id, size_t len)
+static uint32_t find_video(const reel_engine *en, const char *id, size_t len)
 {
-    uint32_t u = reel_dataset_find_user(en->ds, id, len);
-    if (u != REEL_NONE)
-        return u;
-    int is_new;
-    u = en->n_ds_users + reel_intern_put(&en->new_users, id, len, &is_new);
-    if (is_new) {
-        reel_featstate_grow(en->fs, u + 1);
-        size_t old = en->cap_hist;
-        REEL_GROW(en->hist, en->cap_hist, (size_t)u + 1);
-        memset(en->hist + old, 0, (en->cap_hist - old) * sizeof *en->hist);
+    return reel_meta_find_video(en->meta, id, len);
+}
+
+/* State rows for users 0..n-1 (writer only). */
+static void users_grow(reel_engine *en, uint32_t n)
+{
+    if (n <= en->n_users)
+        return;
+    if (n > en->cap_u) {
+        size_t old = en->cap_u;
+        REEL_GROW(en->hist, en->cap_u, (size_t)n);
+        memset(en->hist + old, 0, (en->cap_u - old) * sizeof *en->hist);
     }
-    return u;
+    reel_featstate_grow(en->fs, n);
+    en->n_users = n;
+}
+
+static size_t words(size_t n)
+{
+    return n / 64 + 1;
+}
+
+/* State rows for videos 0..n-1 (writer only): new ones live, no counts,
+ * no vector. */
+static void videos_grow(reel_engine *en, uint32_t n)
+{
+    if (n <= en->n_videos)
+        return;
+    if (n > en->cap_v) {
+        size_t cap = en->cap_v < 1024 ? 1024 : en->cap_v;
+        while (cap < n)
+            cap += cap / 2;
+        size_t ow = en->cap_v ? words(en->cap_v) : 0;
+        en->allow = reel_xrealloc(en->allow, words(cap) * sizeof *en->allow);
+        memset(en->allow + ow, 0, (words(cap) - ow) * sizeof *en->allow);
+        en->pos = reel_xrealloc(en->pos, cap * sizeof *en->pos);
+        en->d1 = reel_xrealloc(en->d1, cap * sizeof *en->d1);
+        en->d1_ts = reel_xrealloc(en->d1_ts, cap * sizeof *en->d1_ts);
+        en->vput = reel_xrealloc(en->vput, cap);
+        en->cap_v = cap;
+    }
+    for (uint32_t v = en->n_videos; v < n; v++) {
+        en->allow[v / 64] |= 1ull << (v % 64);
+        en->pos[v] = 0;
+        en->d1[v] = 0;
+        en->d1_ts[v] = 0;
+        en->vput[v] = 0;
+    }
+    reel_featstate_grow_videos(en->fs, n);
+    reel_vectors_grow(en->vec, n);
+    en->n_videos = n;
+}
+
+/* The user's segment (NO_SEG when neither attribute is known). */
+static uint32_t segment_of(const reel_engine *en, uint32_t u)
+{
+    const reel_users *us = reel_meta_users(en->meta);
+    if (u >= us->n)
+        return NO_SEG;
+    static const int upper[] = {18, 25, 35, 45, 50, 56};
+    uint32_t a = 7, g = 3;
+    if (us->age[u] >= 0) {
+        a = 6;
+        for (uint32_t b = 0; b < 6; b++)
+            if (us->age[u] < upper[b]) {
+                a = b;
+                break;
+            }
+    }
+    if (us->gender[u] != REEL_NONE && us->gender[u] < 3)
+        g = us->gender[u];
+    return a * GENDER_B + g;
+}
+
+static size_t seg_slot(const struct segmap *m, uint64_t key)
+{
+    size_t i = (size_t)(reel_hash_bytes(&key, sizeof key) & (m->cap - 1));
+    while (m->key[i] && m->key[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static void seg_add(struct segmap *m, uint64_t key, uint32_t n)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        struct segmap g = {0};
+        g.cap = m->cap ? m->cap * 2 : 1024;
+        g.key = reel_xcalloc(g.cap, sizeof *g.key);
+        g.cnt = reel_xcalloc(g.cap, sizeof *g.cnt);
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->key[i]) {
+                size_t j = seg_slot(&g, m->key[i]);
+                g.key[j] = m->key[i];
+                g.cnt[j] = m->cnt[i];
+            }
+        g.n = m->n;
+        free(m->key);
+        free(m->cnt);
+        *m = g;
+    }
+    size_t i = seg_slot(m, key);
+    if (!m->key[i]) {
+        m->key[i] = key;
+        m->n++;
+    }
+    m->cnt[i] += n;
+}
+
+static uint64_t seg_key(uint32_t seg, uint32_t v)
+{
+    return (uint64_t)(seg + 1) << 32 | v;
 }
 
 static void apply_one(reel_engine *en, uint32_t u, uint32_t v, int type,
@@ -142,6 +290,7 @@ static void apply_one(reel_engine *en, uint32_t u, uint32_t v, int type,
     }
     h->e[h->n++] =
         (reel_engine_event){.video = v, .type = (uint8_t)type, .ts = ts};
+    en->n_hist++;
     if (!reel_event_is_positive((uint8_t)type))
         return;
     en->pos[v]++;
@@ -149,7 +298,12 @@ static void apply_one(reel_engine *en, uint32_t u, uint32_t v, int type,
     en->d1[v] = (float)(en->d1[v] * (dt > 0 ? exp2(-dt / DAY) : 1.0) + 1);
     if (ts > en->d1_ts[v])
         en->d1_ts[v] = ts;
+    uint32_t s = segment_of(en, u);
+    if (s != NO_SEG)
+        seg_add(&en->seg, seg_key(s, v), 1);
 }
+
+/* ------------------------------------------------------ cold-start lists */
 
 struct cand {
     uint32_t v;
@@ -165,101 +319,136 @@ static int by_s(const void *a, const void *b)
 }
 
 /* Whether candidate a ranks below b (lower score, or equal and a larger
- * number). */
+ * number: the older video). */
 static int below(const struct cand *a, const struct cand *b)
 {
     return a->s < b->s || (a->s == b->s && a->v > b->v);
 }
 
-static void sift_down(struct cand *h, uint32_t m, uint32_t i)
+/* The best n candidates seen so far, in a min-heap of h[0..m). */
+struct topn {
+    struct cand *h;
+    uint32_t m, n;
+};
+
+static void top_push(struct topn *t, uint32_t v, float s)
 {
-    for (;;) {
+    struct cand c = {v, s}, *h = t->h;
+    if (t->m < t->n) {
+        uint32_t i = t->m++;
+        h[i] = c;
+        for (; i && below(&h[i], &h[(i - 1) / 2]); i = (i - 1) / 2) {
+            struct cand x = h[i];
+            h[i] = h[(i - 1) / 2];
+            h[(i - 1) / 2] = x;
+        }
+        return;
+    }
+    if (!t->n || !below(&h[0], &c))
+        return;
+    h[0] = c;
+    for (uint32_t i = 0;;) {
         uint32_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < m && below(&h[l], &h[w]))
+        if (l < t->m && below(&h[l], &h[w]))
             w = l;
-        if (r < m && below(&h[r], &h[w]))
+        if (r < t->m && below(&h[r], &h[w]))
             w = r;
         if (w == i)
-            return;
-        struct cand t = h[i];
+            break;
+        struct cand x = h[i];
         h[i] = h[w];
-        h[w] = t;
+        h[w] = x;
         i = w;
     }
 }
 
-/*
- * The best `n` live videos by s (s > 0 only), into out, best first;
- * returns how many. A heap of the n best so far keeps it O(videos log n),
- * since it runs under the write lock.
- */
-static uint32_t top(const reel_engine *en, const float *s, uint32_t n,
-                    struct cand *h, uint32_t *out)
+/* The heap's videos, best first, into a new array; *n their count. */
+static uint32_t *top_take(struct topn *t, uint32_t *n)
 {
-    uint32_t m = 0;
-    for (uint32_t v = 0; v < en->n_videos; v++) {
-        if (!(s[v] > 0) || !(en->allow[v / 64] >> (v % 64) & 1))
-            continue;
-        struct cand c = {v, s[v]};
-        if (m < n) {
-            h[m++] = c;
-            for (uint32_t i = m - 1; i && below(&h[i], &h[(i - 1) / 2]);
-                 i = (i - 1) / 2) {
-                struct cand t = h[i];
-                h[i] = h[(i - 1) / 2];
-                h[(i - 1) / 2] = t;
-            }
-        } else if (below(&h[0], &c)) {
-            h[0] = c;
-            sift_down(h, m, 0);
-        }
-    }
-    qsort(h, m, sizeof *h, by_s);
-    for (uint32_t i = 0; i < m; i++)
-        out[i] = h[i].v;
-    return m;
+    qsort(t->h, t->m, sizeof *t->h, by_s);
+    uint32_t *out = reel_xmalloc(((size_t)t->m + 1) * sizeof *out);
+    for (uint32_t i = 0; i < t->m; i++)
+        out[i] = t->h[i].v;
+    *n = t->m;
+    t->m = 0;
+    return out;
 }
 
-/* Trending and popular, interleaved without duplicates (writer only). */
+/* Round-robin over lists l[0..k) without duplicates, into a new array. */
+static uint32_t *interleave(uint32_t *const *l, const uint32_t *nl, int k,
+                            uint32_t nv, uint32_t *n)
+{
+    size_t total = 1, most = 0;
+    for (int j = 0; j < k; j++) {
+        total += nl[j];
+        most = nl[j] > most ? nl[j] : most;
+    }
+    uint32_t *out = reel_xmalloc(total * sizeof *out);
+    uint8_t *in = reel_xcalloc((size_t)nv + 1, 1);
+    *n = 0;
+    for (size_t i = 0; i < most; i++)
+        for (int j = 0; j < k; j++)
+            if (i < nl[j] && !in[l[j][i]]) {
+                in[l[j][i]] = 1;
+                out[(*n)++] = l[j][i];
+            }
+    free(in);
+    return out;
+}
+
+/*
+ * The global list: trending, popular and new (videos added at run time
+ * that have no positive event yet, newest first) round-robin; and each
+ * segment's popular list (writer only).
+ */
 static void cold_compute(reel_engine *en)
 {
     uint32_t nv = en->n_videos, n = en->o.cold_n ? en->o.cold_n : 1;
-    float *s = reel_xmalloc(((size_t)nv + 1) * sizeof *s);
-    struct cand *buf = reel_xmalloc((size_t)n * sizeof *buf);
-    uint32_t *trend = reel_xmalloc((size_t)n * sizeof *trend);
-    uint32_t *pop = reel_xmalloc((size_t)n * sizeof *pop);
+    uint32_t n_ds = reel_meta_n_ds_videos(en->meta);
+    struct topn t = {reel_xmalloc((size_t)n * sizeof *t.h), 0, n};
+    uint32_t *l[3], nl[3];
     /* Decayed to the latest event: the order is the same at any later
      * time, since every count decays by the same factor. */
     for (uint32_t v = 0; v < nv; v++) {
+        if (!is_live(en, v) || !en->pos[v])
+            continue;
         double dt = en->last_ts - en->d1_ts[v];
-        s[v] = (float)(en->d1[v] * (dt > 0 ? exp2(-dt / DAY) : 1.0));
+        top_push(&t, v, (float)(en->d1[v] * (dt > 0 ? exp2(-dt / DAY) : 1.0)));
     }
-    uint32_t nt = top(en, s, n, buf, trend);
+    l[0] = top_take(&t, &nl[0]);
     for (uint32_t v = 0; v < nv; v++)
-        s[v] = (float)en->pos[v];
-    uint32_t np = top(en, s, n, buf, pop);
+        if (is_live(en, v) && en->pos[v])
+            top_push(&t, v, (float)en->pos[v]);
+    l[1] = top_take(&t, &nl[1]);
+    l[2] = reel_xmalloc(((size_t)n + 1) * sizeof *l[2]);
+    nl[2] = 0;
+    for (uint32_t v = nv; v > n_ds && nl[2] < n; v--)
+        if (is_live(en, v - 1) && !en->pos[v - 1])
+            l[2][nl[2]++] = v - 1;
     free(en->cold);
-    en->cold = reel_xmalloc(((size_t)nt + np + 1) * sizeof *en->cold);
-    en->n_cold = 0;
-    uint8_t *in = reel_xcalloc((size_t)nv + 1, 1);
-    for (uint32_t i = 0; i < nt || i < np; i++) {
-        if (i < nt && !in[trend[i]]) {
-            in[trend[i]] = 1;
-            en->cold[en->n_cold++] = trend[i];
-        }
-        if (i < np && !in[pop[i]]) {
-            in[pop[i]] = 1;
-            en->cold[en->n_cold++] = pop[i];
-        }
+    en->cold = interleave(l, nl, 3, nv, &en->n_cold);
+    for (int j = 0; j < 3; j++)
+        free(l[j]);
+    free(t.h);
+    /* Per segment: one pass over the map, one heap per segment. */
+    struct topn st[N_SEG];
+    for (uint32_t s = 0; s < N_SEG; s++)
+        st[s] = (struct topn){reel_xmalloc((size_t)n * sizeof *st[s].h), 0, n};
+    for (size_t i = 0; i < en->seg.cap; i++) {
+        uint64_t k = en->seg.key[i];
+        if (!k)
+            continue;
+        uint32_t s = (uint32_t)(k >> 32) - 1, v = (uint32_t)k;
+        if (s < N_SEG && is_live(en, v))
+            top_push(&st[s], v, (float)en->seg.cnt[i]);
+    }
+    for (uint32_t s = 0; s < N_SEG; s++) {
+        free(en->seg_cold[s]);
+        en->seg_cold[s] = top_take(&st[s], &en->n_seg_cold[s]);
+        free(st[s].h);
     }
     en->cold_at = reel_clock_mono();
-    free(in);
-    free(pop);
-    free(trend);
-    free(buf);
-    free(s);
 }
-
 /* ------------------------------------------------------- events records */
 
 static void put_u16(reel_buf *b, uint16_t x)
@@ -349,10 +538,10 @@ static void rec_end(reel_buf *b, uint32_t count)
 
 /*
  * Checks an events record whole, then applies it (writer, or open). An
- * event whose video the catalogue lacks (the dataset changed under the
- * log) is skipped and counted.
+ * event whose video the tables lack (the dataset changed under the log)
+ * is skipped and counted.
  */
-static int apply_record(reel_engine *en, const void *payload, uint32_t len,
+static int apply_events(reel_engine *en, const void *payload, uint32_t len,
                         uint64_t *n_applied, uint64_t *n_skipped)
 {
     const uint8_t *p = payload;
@@ -397,12 +586,13 @@ static int apply_record(reel_engine *en, const void *payload, uint32_t len,
         const char *user = (const char *)e + EV_HEAD;
         const char *video = user + ul;
         off += EV_HEAD + ul + vl + rest;
-        uint32_t v = reel_dataset_find_video(en->ds, video, vl);
+        uint32_t v = find_video(en, video, vl);
         if (v == REEL_NONE || !isfinite(ts)) {
             (*n_skipped)++;
             continue;
         }
-        uint32_t u = user_ref(en, user, ul);
+        uint32_t u = reel_meta_user_ref(en->meta, user, ul, NULL);
+        users_grow(en, reel_meta_users(en->meta)->n);
         apply_one(en, u, v, e[16], ts, w, r);
         (*n_applied)++;
     }
@@ -416,23 +606,137 @@ static int apply_delete(reel_engine *en, const void *payload, uint32_t len)
     if (len < 4 || p[0] != REC_VERSION || p[1] || get_u16(p + 2) == 0 ||
         get_u16(p + 2) > REEL_MAX_ID_LEN || len != 4u + get_u16(p + 2))
         return REEL_ECORRUPT;
-    uint32_t v =
-        reel_dataset_find_video(en->ds, (const char *)p + 4, get_u16(p + 2));
-    if (v != REEL_NONE && (en->allow[v / 64] >> (v % 64) & 1)) {
+    uint32_t v = find_video(en, (const char *)p + 4, get_u16(p + 2));
+    if (v != REEL_NONE && is_live(en, v)) {
         en->allow[v / 64] &= ~(1ull << (v % 64));
         en->n_deleted++;
     }
     return 0;
 }
 
+/* The JSON object of a record of type 3 or 4 ("Type 3", "Type 4"), with
+ * the vector that follows it in type 3. */
+static int upsert_json(const void *payload, uint32_t len, json_t **o,
+                       size_t *vec_off, uint32_t *dim)
+{
+    const uint8_t *p = payload;
+    *o = NULL;
+    *vec_off = 0;
+    *dim = 0;
+    if (len < 8 || p[0] != REC_VERSION || (p[1] & ~1u) || get_u16(p + 2))
+        return REEL_ECORRUPT;
+    uint32_t jl = get_u32(p + 4);
+    if (jl > len - 8)
+        return REEL_ECORRUPT;
+    size_t end = 8 + (size_t)jl;
+    if (p[1] & 1) {
+        if (len - end < 4)
+            return REEL_ECORRUPT;
+        uint32_t n = get_u32(p + end);
+        if (!n || n > REEL_INDEX_MAX_DIM || (len - end - 4) / 4 != n ||
+            (len - end - 4) % 4)
+            return REEL_ECORRUPT;
+        *vec_off = end + 4;
+        *dim = n;
+    } else if (end != len) {
+        return REEL_ECORRUPT;
+    }
+    json_error_t je;
+    *o = json_loadb((const char *)p + 8, jl, 0, &je);
+    return *o && json_is_object(*o) ? 0 : REEL_ECORRUPT;
+}
+
+/* The video upsert record (type 3). */
+static int apply_video(reel_engine *en, const void *payload, uint32_t len)
+{
+    json_t *o;
+    size_t voff;
+    uint32_t dim;
+    int rc = upsert_json(payload, len, &o, &voff, &dim);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    reel_arena a;
+    reel_arena_init(&a, 4096);
+    reel_video_rec rec;
+    reel_diag d;
+    reel_diag_clear(&d);
+    uint32_t v;
+    int is_new;
+    if ((rc = reel_video_rec_from_json(o, &a, &rec, &d)) ||
+        (rc = reel_meta_put_video(en->meta, &rec, &v, &is_new, &d))) {
+        reel_log_error("wal: video record: %s", d.msg);
+        rc = REEL_ECORRUPT;
+        goto out;
+    }
+    videos_grow(en, reel_meta_videos(en->meta)->n);
+    if (dim && dim != en->vec->dim) {
+        reel_log_warn("wal: the vector of video %s has %u dimensions, the "
+                      "vectors %u: left out",
+                      rec.id, dim, en->vec->dim);
+    } else if (dim) {
+        float *row = reel_vectors_row(en->vec, v);
+        memcpy(row, (const uint8_t *)payload + voff, (size_t)dim * 4);
+        en->vec->has[v] = 1;
+        en->vput[v] = 1;
+        if ((rc = reel_index_update(en->ix, v, row)))
+            reel_log_error("index: adding video %s: %s", rec.id,
+                           reel_strerror(rc));
+    }
+out:
+    reel_arena_free(&a);
+    json_decref(o);
+    return rc;
+}
+
+/* The user upsert record (type 4). */
+static int apply_user(reel_engine *en, const void *payload, uint32_t len)
+{
+    json_t *o;
+    size_t voff;
+    uint32_t dim;
+    int rc = upsert_json(payload, len, &o, &voff, &dim);
+    if (!rc && dim)
+        rc = REEL_ECORRUPT;
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    reel_arena a;
+    reel_arena_init(&a, 1024);
+    reel_user_rec rec;
+    reel_diag d;
+    reel_diag_clear(&d);
+    uint32_t u;
+    int is_new;
+    if ((rc = reel_user_rec_from_json(o, &a, &rec, &d)) ||
+        (rc = reel_meta_put_user(en->meta, &rec, &u, &is_new, &d))) {
+        reel_log_error("wal: user record: %s", d.msg);
+        rc = REEL_ECORRUPT;
+    } else {
+        users_grow(en, reel_meta_users(en->meta)->n);
+    }
+    reel_arena_free(&a);
+    json_decref(o);
+    return rc;
+}
+
 static int apply_any(reel_engine *en, uint8_t type, const void *payload,
                      uint32_t len, uint64_t *n_applied, uint64_t *n_skipped)
 {
-    if (type == REEL_ENGINE_WAL_EVENTS)
-        return apply_record(en, payload, len, n_applied, n_skipped);
-    if (type == REEL_ENGINE_WAL_DELETE)
+    switch (type) {
+    case REEL_ENGINE_WAL_EVENTS:
+        return apply_events(en, payload, len, n_applied, n_skipped);
+    case REEL_ENGINE_WAL_DELETE:
         return apply_delete(en, payload, len);
-    return REEL_ECORRUPT;
+    case REEL_ENGINE_WAL_VIDEO:
+        return apply_video(en, payload, len);
+    case REEL_ENGINE_WAL_USER:
+        return apply_user(en, payload, len);
+    default:
+        return REEL_ECORRUPT;
+    }
 }
 
 static int replay_fn(void *ctx, uint64_t lsn, uint8_t type, const void *payload,
@@ -444,33 +748,470 @@ static int replay_fn(void *ctx, uint64_t lsn, uint8_t type, const void *payload,
     if (rc)
         reel_log_error("wal: record %llu (type %u) is not valid",
                        (unsigned long long)lsn, type);
-    en->applied = lsn;
+    en->applied = en->state_lsn = lsn;
     return rc;
 }
 
-/* ---------------------------------------------------------------- open */
+/* ----------------------------------------------------------- item side */
 
-static int load_index(reel_engine *en, const char *dir, reel_diag *d)
+static int load_index(const char *dir, const reel_vectors *vec, reel_index **ix,
+                      reel_diag *d)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/index/item2vec.idx", dir);
     struct stat st;
     if (!stat(path, &st)) {
-        int rc = reel_index_open(path, &en->ix, d);
+        int rc = reel_index_open(path, ix, d);
         if (rc)
             return rc;
         reel_index_stats xs;
-        reel_index_get_stats(en->ix, &xs);
-        if (xs.dim != en->vec->dim)
+        reel_index_get_stats(*ix, &xs);
+        if (xs.dim != vec->dim)
             return reel_diag_fail(d, REEL_EFORMAT,
                                   "%s: dimension %u, the vectors have %u", path,
-                                  xs.dim, en->vec->dim);
+                                  xs.dim, vec->dim);
         return 0;
     }
     reel_log_info("%s not found; indexing the vectors now (reel build "
                   "writes it)",
                   path);
-    return reel_retrieve_index(en->vec, &en->ix, d);
+    return reel_retrieve_index(vec, ix, d);
+}
+
+struct items {
+    reel_vectors *vec;
+    reel_index *ix;
+    reel_ranker *rk;
+};
+
+static void items_free(struct items *it)
+{
+    reel_ranker_free(it->rk);
+    reel_index_free(it->ix);
+    reel_vectors_free(it->vec);
+    *it = (struct items){0};
+}
+
+/* The vectors, index and ranker files of dir. */
+static int items_load(const char *dir, const reel_dataset *ds, struct items *it,
+                      reel_diag *d)
+{
+    *it = (struct items){0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vectors/item2vec.reel", dir);
+    struct stat st;
+    int rc;
+    if (stat(path, &st))
+        rc = reel_diag_fail(d, REEL_ENOENT,
+                            "%s not found: run `reel build %s` first", path,
+                            dir);
+    else if (!(rc = reel_vectors_load(path, ds, &it->vec, d)) &&
+             !(rc = load_index(dir, it->vec, &it->ix, d))) {
+        snprintf(path, sizeof path, "%s/models/ranker.json", dir);
+        if (!stat(path, &st))
+            rc = reel_ranker_load(path, &it->rk, d);
+    }
+    if (rc)
+        items_free(it);
+    return rc;
+}
+
+static int cmp_f32(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the prior coordinate over the present rows (0 without a
+ * prior). */
+static float prior_median(const reel_vectors *v)
+{
+    if (!v->prior)
+        return 0;
+    float *p = reel_xmalloc(((size_t)v->n + 1) * sizeof *p);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < v->n; i++)
+        if (v->has[i])
+            p[n++] = reel_vectors_row(v, i)[v->dim - 1];
+    qsort(p, n, sizeof *p, cmp_f32);
+    float m = n ? p[n / 2] : 0;
+    free(p);
+    return m;
+}
+
+/* Points the request path at the item side (under the write lock, or
+ * before anyone else runs). */
+static void items_use(reel_engine *en, const struct items *it, float median)
+{
+    en->vec = it->vec;
+    en->ix = it->ix;
+    en->rk = it->rk;
+    en->prior_median = median;
+    en->reco = (reel_reco){.ds = en->ds,
+                           .vid = reel_meta_videos(en->meta),
+                           .vec = en->vec,
+                           .ix = en->ix,
+                           .ranker = en->rk,
+                           .o = en->o.reco};
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+/* What the state was built on: a snapshot over another dataset is not
+ * used. */
+static uint64_t ds_fingerprint(const reel_dataset *ds)
+{
+    const reel_events *e = reel_dataset_events(ds);
+    const char *meta = reel_dataset_meta(ds);
+    uint64_t h[5] = {reel_dataset_videos(ds)->n, reel_dataset_users(ds)->n,
+                     e->n, 0, meta ? reel_hash_bytes(meta, strlen(meta)) : 0};
+    if (e->n)
+        memcpy(&h[3], &e->ts[e->n - 1], 8);
+    return reel_hash_bytes(h, sizeof h);
+}
+
+/* Writes the state's sections (under the read lock). */
+static int snap_sections(reel_engine *en, reel_secfile_writer *w, reel_diag *d)
+{
+    uint32_t nu = en->n_users, nv = en->n_videos, n_put = 0;
+    for (uint32_t v = 0; v < nv; v++)
+        n_put += en->vput[v] && en->vec->has[v];
+    uint64_t params[8] = {SNAP_VERSION,
+                          en->ds_print,
+                          nv,
+                          nu,
+                          en->n_hist,
+                          n_put ? en->vec->dim : 0,
+                          en->n_deleted,
+                          0};
+    int rc;
+    if ((rc = reel_secfile_writer_add(w, "engine.params", REEL_SEC_U64, params,
+                                      8)) ||
+        (rc = reel_secfile_writer_add(w, "engine.last_ts", REEL_SEC_F64,
+                                      &en->last_ts, 1)))
+        goto io;
+    /* Histories: counts, then the columns user after user. */
+    if ((rc = reel_secfile_writer_begin(w, "engine.hist.n", REEL_SEC_U32)))
+        goto io;
+    for (uint32_t u = 0; u < nu && !rc; u++)
+        rc = reel_secfile_writer_append(w, &en->hist[u].n, 4);
+    if (rc || (rc = reel_secfile_writer_end(w)))
+        goto io;
+    static const char *const col[3] = {"engine.hist.video", "engine.hist.type",
+                                       "engine.hist.ts"};
+    static const enum reel_sectype ty[3] = {REEL_SEC_U32, REEL_SEC_U8,
+                                            REEL_SEC_F64};
+    for (int c = 0; c < 3; c++) {
+        if ((rc = reel_secfile_writer_begin(w, col[c], ty[c])))
+            goto io;
+        enum { CHUNK = 4096 };
+        uint8_t buf[CHUNK * 8];
+        for (uint32_t u = 0; u < nu && !rc; u++) {
+            const struct hist *h = &en->hist[u];
+            for (uint32_t i = 0; i < h->n && !rc; i += CHUNK) {
+                uint32_t m = h->n - i < CHUNK ? h->n - i : CHUNK;
+                for (uint32_t j = 0; j < m; j++) {
+                    const reel_engine_event *e = &h->e[i + j];
+                    if (c == 0)
+                        memcpy(buf + 4 * j, &e->video, 4);
+                    else if (c == 1)
+                        buf[j] = e->type;
+                    else
+                        memcpy(buf + 8 * j, &e->ts, 8);
+                }
+                rc = reel_secfile_writer_append(
+                    w, buf, (uint64_t)m * reel_sectype_size(ty[c]));
+            }
+        }
+        if (rc || (rc = reel_secfile_writer_end(w)))
+            goto io;
+    }
+    if ((rc = reel_secfile_writer_add(w, "engine.allow", REEL_SEC_U64,
+                                      en->allow, words(nv))) ||
+        (rc = reel_secfile_writer_add(w, "engine.pos", REEL_SEC_U32, en->pos,
+                                      nv)) ||
+        (rc = reel_secfile_writer_add(w, "engine.d1", REEL_SEC_F32, en->d1,
+                                      nv)) ||
+        (rc = reel_secfile_writer_add(w, "engine.d1_ts", REEL_SEC_F64,
+                                      en->d1_ts, nv)))
+        goto io;
+    /* The vectors given with PUT, row numbers then rows. */
+    if ((rc = reel_secfile_writer_begin(w, "engine.vput.rows", REEL_SEC_U32)))
+        goto io;
+    for (uint32_t v = 0; v < nv && !rc; v++)
+        if (en->vput[v] && en->vec->has[v])
+            rc = reel_secfile_writer_append(w, &v, 4);
+    if (rc || (rc = reel_secfile_writer_end(w)) ||
+        (rc = reel_secfile_writer_begin(w, "engine.vput.data", REEL_SEC_F32)))
+        goto io;
+    for (uint32_t v = 0; v < nv && !rc; v++)
+        if (en->vput[v] && en->vec->has[v])
+            rc = reel_secfile_writer_append(w, reel_vectors_row(en->vec, v),
+                                            (uint64_t)en->vec->dim * 4);
+    if (rc || (rc = reel_secfile_writer_end(w)))
+        goto io;
+    /* The segment counts, in slot order. */
+    if ((rc = reel_secfile_writer_begin(w, "engine.seg.key", REEL_SEC_U64)))
+        goto io;
+    for (size_t i = 0; i < en->seg.cap && !rc; i++)
+        if (en->seg.key[i])
+            rc = reel_secfile_writer_append(w, &en->seg.key[i], 8);
+    if (rc || (rc = reel_secfile_writer_end(w)) ||
+        (rc = reel_secfile_writer_begin(w, "engine.seg.count", REEL_SEC_U32)))
+        goto io;
+    for (size_t i = 0; i < en->seg.cap && !rc; i++)
+        if (en->seg.key[i])
+            rc = reel_secfile_writer_append(w, &en->seg.cnt[i], 4);
+    if (rc || (rc = reel_secfile_writer_end(w)))
+        goto io;
+    if ((rc = reel_meta_save(en->meta, w, "meta.", d)) ||
+        (rc = reel_featstate_save(en->fs, w, "fs.", d)))
+        return rc;
+    return 0;
+io:
+    return reel_diag_fail(d, rc, "writing the snapshot: %s", reel_strerror(rc));
+}
+
+int reel_engine_snapshot(reel_engine *en, reel_diag *d)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/snapshots", en->dir);
+    pthread_mutex_lock(&en->snap_mu);
+    double t0 = reel_clock_mono();
+    pthread_rwlock_rdlock(&en->lock);
+    uint64_t lsn = en->state_lsn;
+    uint64_t events = atomic_exchange(&en->snap_events, 0);
+    if (!lsn || lsn == en->snap_lsn) {
+        pthread_rwlock_unlock(&en->lock);
+        pthread_mutex_unlock(&en->snap_mu);
+        atomic_fetch_add(&en->snap_events, events);
+        return 0;
+    }
+    reel_secfile_writer *w;
+    int rc = reel_snapshot_writer_open(dir, lsn, &w, d);
+    if (!rc && (rc = snap_sections(en, w, d)))
+        reel_secfile_writer_free(w);
+    pthread_rwlock_unlock(&en->lock);
+    /* The fsync and rename happen outside the lock. */
+    if (!rc)
+        rc = reel_secfile_writer_commit(w, d);
+    if (rc) {
+        atomic_fetch_add(&en->snap_events, events);
+        pthread_mutex_unlock(&en->snap_mu);
+        return rc;
+    }
+    en->snap_lsn = lsn;
+    en->snaps++;
+    en->snap_s = reel_clock_mono() - t0;
+    /* Keep two; the log from the older one's next record on. */
+    uint64_t *lsns;
+    size_t n;
+    if (!(rc = reel_snapshot_prune(dir, 2)) &&
+        !(rc = reel_snapshot_list(dir, &lsns, &n))) {
+        if (n >= 2)
+            rc = reel_wal_truncate_before(en->wal, lsns[n - 2] + 1);
+        free(lsns);
+    }
+    if (rc)
+        reel_log_warn("snapshot %llu written; pruning or truncating the log "
+                      "failed: %s",
+                      (unsigned long long)lsn, reel_strerror(rc));
+    reel_log_info("snapshot %llu written in %.2fs", (unsigned long long)lsn,
+                  en->snap_s);
+    pthread_mutex_unlock(&en->snap_mu);
+    return 0;
+}
+
+/* Checks one section's type and count. */
+static int need(const reel_secfile *f, const char *name, enum reel_sectype t,
+                uint64_t count, const void **data, reel_diag *d)
+{
+    const reel_section *s;
+    int rc = reel_secfile_need(f, name, t, count, &s, d);
+    if (!rc)
+        *data = s->data;
+    return rc;
+}
+
+/* Restores the state from a snapshot (at open, on a fresh state). */
+static int snap_load(reel_engine *en, const reel_snapshot *snap,
+                     const char *path, reel_diag *d)
+{
+    const reel_secfile *f = reel_snapshot_file(snap);
+    const uint64_t *params;
+    int rc;
+    if ((rc = need(f, "engine.params", REEL_SEC_U64, 8, (const void **)&params,
+                   d)))
+        return rc;
+    if (params[0] != SNAP_VERSION)
+        return reel_diag_fail(d, REEL_EVERSION, "%s: version %llu", path,
+                              (unsigned long long)params[0]);
+    if (params[1] != en->ds_print)
+        return reel_diag_fail(
+            d, REEL_EFORMAT,
+            "%s was written over another dataset than %s/dataset.reel: the "
+            "state it holds (and the log after it) belong to that one; move "
+            "%s/snapshots and %s/wal away to start from this dataset",
+            path, en->dir, en->dir, en->dir);
+    if ((rc = reel_meta_load(en->meta, f, "meta.", d)))
+        return rc;
+    uint64_t nv = params[2], nu = params[3], nh = params[4], dim = params[5];
+    if (nv != reel_meta_videos(en->meta)->n ||
+        nu < reel_meta_users(en->meta)->n || nu >= UINT32_MAX)
+        return reel_diag_fail(
+            d, REEL_ECORRUPT,
+            "%s: %llu videos and %llu users, the tables "
+            "hold %u and %u",
+            path, (unsigned long long)nv, (unsigned long long)nu,
+            reel_meta_videos(en->meta)->n, reel_meta_users(en->meta)->n);
+    /* Users with events but no row cannot exist: every event makes one. */
+    if (nu != reel_meta_users(en->meta)->n)
+        return reel_diag_fail(d, REEL_ECORRUPT, "%s: user count", path);
+    users_grow(en, (uint32_t)nu);
+    videos_grow(en, (uint32_t)nv);
+    if ((rc = reel_featstate_load(en->fs, f, "fs.", d)))
+        return rc;
+    const double *last_ts, *hts, *d1_ts;
+    const uint32_t *hn, *hv, *pos;
+    const uint8_t *ht;
+    const uint64_t *allow;
+    const float *d1;
+    if ((rc = need(f, "engine.last_ts", REEL_SEC_F64, 1,
+                   (const void **)&last_ts, d)) ||
+        (rc = need(f, "engine.hist.n", REEL_SEC_U32, nu, (const void **)&hn,
+                   d)) ||
+        (rc = need(f, "engine.hist.video", REEL_SEC_U32, nh, (const void **)&hv,
+                   d)) ||
+        (rc = need(f, "engine.hist.type", REEL_SEC_U8, nh, (const void **)&ht,
+                   d)) ||
+        (rc = need(f, "engine.hist.ts", REEL_SEC_F64, nh, (const void **)&hts,
+                   d)) ||
+        (rc = need(f, "engine.allow", REEL_SEC_U64, words(nv),
+                   (const void **)&allow, d)) ||
+        (rc =
+             need(f, "engine.pos", REEL_SEC_U32, nv, (const void **)&pos, d)) ||
+        (rc = need(f, "engine.d1", REEL_SEC_F32, nv, (const void **)&d1, d)) ||
+        (rc = need(f, "engine.d1_ts", REEL_SEC_F64, nv, (const void **)&d1_ts,
+                   d)))
+        return rc;
+    uint64_t sum = 0;
+    for (uint64_t u = 0; u < nu; u++)
+        sum += hn[u];
+    if (sum != nh)
+        return reel_diag_fail(
+            d, REEL_ECORRUPT, "%s: engine.hist.n adds up to %llu, not %llu",
+            path, (unsigned long long)sum, (unsigned long long)nh);
+    for (uint64_t i = 0; i < nh; i++)
+        if (hv[i] >= nv || ht[i] >= REEL_EV__COUNT ||
+            ht[i] == REEL_EV_IMPRESSION)
+            return reel_diag_fail(d, REEL_ECORRUPT,
+                                  "%s: history entry %llu is out of range",
+                                  path, (unsigned long long)i);
+    uint64_t off = 0;
+    for (uint32_t u = 0; u < nu; u++) {
+        struct hist *h = &en->hist[u];
+        free(h->e);
+        h->n = h->cap = hn[u];
+        h->e = reel_xmalloc(((size_t)h->n + 1) * sizeof *h->e);
+        for (uint32_t i = 0; i < h->n; i++, off++)
+            h->e[i] = (reel_engine_event){hv[off], ht[off], hts[off]};
+    }
+    en->n_hist = nh;
+    en->last_ts = *last_ts;
+    memcpy(en->allow, allow, words(nv) * sizeof *allow);
+    en->n_deleted = 0;
+    for (uint32_t v = 0; v < nv; v++)
+        en->n_deleted += !is_live(en, v);
+    memcpy(en->pos, pos, nv * sizeof *pos);
+    memcpy(en->d1, d1, nv * sizeof *d1);
+    memcpy(en->d1_ts, d1_ts, nv * sizeof *d1_ts);
+    /* Vectors given with PUT. */
+    const reel_section *rows = reel_secfile_find(f, "engine.vput.rows");
+    const float *vd;
+    if (!rows || rows->type != REEL_SEC_U32)
+        return reel_diag_fail(d, REEL_ECORRUPT, "%s: engine.vput.rows", path);
+    if (rows->count && dim != en->vec->dim) {
+        reel_log_warn("%s: the %llu vectors given with PUT have %llu "
+                      "dimensions, the vectors now %u: left out",
+                      path, (unsigned long long)rows->count,
+                      (unsigned long long)dim, en->vec->dim);
+    } else if (rows->count) {
+        if ((rc = need(f, "engine.vput.data", REEL_SEC_F32, rows->count * dim,
+                       (const void **)&vd, d)))
+            return rc;
+        const uint32_t *r = rows->data;
+        for (uint64_t i = 0; i < rows->count; i++) {
+            if (r[i] >= nv)
+                return reel_diag_fail(d, REEL_ECORRUPT,
+                                      "%s: engine.vput.rows out of range",
+                                      path);
+            float *row = reel_vectors_row(en->vec, r[i]);
+            memcpy(row, vd + i * dim, dim * sizeof *row);
+            en->vec->has[r[i]] = 1;
+            en->vput[r[i]] = 1;
+            if ((rc = reel_index_update(en->ix, r[i], row)))
+                return reel_diag_fail(d, rc, "%s: indexing a vector: %s", path,
+                                      reel_strerror(rc));
+        }
+    }
+    const reel_section *sk = reel_secfile_find(f, "engine.seg.key");
+    const uint32_t *sc;
+    if (!sk || sk->type != REEL_SEC_U64 ||
+        (rc = need(f, "engine.seg.count", REEL_SEC_U32, sk->count,
+                   (const void **)&sc, d)))
+        return rc ? rc
+                  : reel_diag_fail(d, REEL_ECORRUPT, "%s: engine.seg.key",
+                                   path);
+    const uint64_t *keys = sk->data;
+    for (uint64_t i = 0; i < sk->count; i++) {
+        uint64_t seg = keys[i] >> 32;
+        if (!seg || seg > N_SEG || (uint32_t)keys[i] >= nv)
+            return reel_diag_fail(d, REEL_ECORRUPT,
+                                  "%s: engine.seg.key out of range", path);
+        seg_add(&en->seg, keys[i], sc[i]);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- open */
+
+static void *snap_main(void *arg)
+{
+    reel_engine *en = arg;
+    pthread_mutex_lock(&en->cv_mu);
+    double last = reel_clock_mono();
+    while (!en->stop) {
+        double every = en->o.snapshot_every_s;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double wait = every > 0 ? every - (reel_clock_mono() - last) : 3600;
+        if (wait < 0.01)
+            wait = 0.01;
+        ts.tv_sec += (time_t)wait;
+        ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&en->cv, &en->cv_mu, &ts);
+        if (en->stop)
+            break;
+        int by_time = every > 0 && reel_clock_mono() - last >= every;
+        int by_count =
+            en->o.snapshot_every_events &&
+            atomic_load(&en->snap_events) >= en->o.snapshot_every_events;
+        if (!by_time && !by_count)
+            continue;
+        pthread_mutex_unlock(&en->cv_mu);
+        reel_diag d;
+        reel_diag_clear(&d);
+        if (reel_engine_snapshot(en, &d))
+            reel_log_error("snapshot failed: %s", d.msg);
+        last = reel_clock_mono();
+        pthread_mutex_lock(&en->cv_mu);
+    }
+    pthread_mutex_unlock(&en->cv_mu);
+    return NULL;
 }
 
 int reel_engine_open(const char *dir, const reel_engine_opts *o,
@@ -482,6 +1223,8 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
         en->o = *o;
     else
         reel_engine_opts_init(&en->o);
+    en->dir = reel_xmalloc(strlen(dir) + 1);
+    memcpy(en->dir, dir, strlen(dir) + 1);
     /* Writers first: a stream of requests must not starve the applying
      * of durable events (their callers wait for it). */
     pthread_rwlockattr_t ra;
@@ -493,47 +1236,44 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
     pthread_mutex_init(&en->qmu, NULL);
     pthread_mutex_init(&en->amu, NULL);
     pthread_mutex_init(&en->smu, NULL);
-    reel_intern_init(&en->new_users);
+    pthread_mutex_init(&en->snap_mu, NULL);
+    pthread_mutex_init(&en->reload_mu, NULL);
+    pthread_mutex_init(&en->cv_mu, NULL);
+    pthread_cond_init(&en->cv, NULL);
     char path[4096];
     int rc;
-    if ((rc = reel_dataset_open(dir, &en->ds, d)))
+    struct items it;
+    if ((rc = reel_dataset_open(dir, &en->ds, d)) ||
+        (rc = reel_meta_new(en->ds, &en->meta)) ||
+        (rc = items_load(dir, en->ds, &it, d)))
         goto fail;
-    snprintf(path, sizeof path, "%s/vectors/item2vec.reel", dir);
-    struct stat st;
-    if (stat(path, &st)) {
-        rc = reel_diag_fail(d, REEL_ENOENT,
-                            "%s not found: run `reel build %s` first", path,
-                            dir);
-        goto fail;
-    }
-    if ((rc = reel_vectors_load(path, en->ds, &en->vec, d)) ||
-        (rc = load_index(en, dir, d)))
-        goto fail;
-    snprintf(path, sizeof path, "%s/models/ranker.json", dir);
-    if (!stat(path, &st) && (rc = reel_ranker_load(path, &en->rk, d)))
-        goto fail;
-    en->reco = (reel_reco){.ds = en->ds,
-                           .vec = en->vec,
-                           .ix = en->ix,
-                           .ranker = en->rk,
-                           .o = en->o.reco};
-
-    const reel_events *ev = reel_dataset_events(en->ds);
-    en->n_videos = reel_dataset_videos(en->ds)->n;
-    en->n_ds_users = reel_dataset_users(en->ds)->n;
-    size_t words = ((size_t)en->n_videos + 63) / 64 + 1;
-    en->allow = reel_xmalloc(words * sizeof *en->allow);
-    memset(en->allow, 0xff, words * sizeof *en->allow);
-    en->pos = reel_xcalloc((size_t)en->n_videos + 1, sizeof *en->pos);
-    en->d1 = reel_xcalloc((size_t)en->n_videos + 1, sizeof *en->d1);
-    en->d1_ts = reel_xcalloc((size_t)en->n_videos + 1, sizeof *en->d1_ts);
-    en->last_ts = -INFINITY;
-    REEL_GROW(en->hist, en->cap_hist, (size_t)en->n_ds_users + 1);
-    memset(en->hist, 0, en->cap_hist * sizeof *en->hist);
+    en->ds_print = ds_fingerprint(en->ds);
+    items_use(en, &it, prior_median(it.vec));
     reel_featstate_new(en->ds, &en->fs);
-    for (uint64_t i = 0; i < ev->n; i++)
-        apply_one(en, ev->user[i], ev->video[i], ev->type[i], ev->ts[i],
-                  ev->watch_s[i], ev->rating[i]);
+    reel_featstate_use_meta(en->fs, en->meta);
+    en->last_ts = -INFINITY;
+    users_grow(en, reel_meta_users(en->meta)->n);
+    videos_grow(en, reel_meta_videos(en->meta)->n);
+
+    /* The newest snapshot, or the dataset's events. */
+    snprintf(path, sizeof path, "%s/snapshots", dir);
+    reel_snapshot *snap;
+    if ((rc = reel_snapshot_open_newest(path, &snap, d)))
+        goto fail;
+    if (snap) {
+        en->snap_lsn = reel_snapshot_lsn(snap);
+        snprintf(path, sizeof path, "%s/snapshots/snap-%016llx.reel", dir,
+                 (unsigned long long)en->snap_lsn);
+        rc = snap_load(en, snap, path, d);
+        reel_snapshot_close(snap);
+        if (rc)
+            goto fail;
+    } else {
+        const reel_events *ev = reel_dataset_events(en->ds);
+        for (uint64_t i = 0; i < ev->n; i++)
+            apply_one(en, ev->user[i], ev->video[i], ev->type[i], ev->ts[i],
+                      ev->watch_s[i], ev->rating[i]);
+    }
 
     snprintf(path, sizeof path, "%s/wal", dir);
     reel_wal_opts wo;
@@ -541,23 +1281,43 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
     wo.sync = en->o.sync;
     wo.interval_ms = en->o.interval_ms;
     wo.segment_bytes = en->o.wal_segment_bytes;
+    wo.next_lsn = en->snap_lsn + 1;
     if ((rc = reel_wal_open(path, &wo, &en->wal, d)))
         goto fail;
-    en->applied = reel_wal_first_lsn(en->wal) - 1;
-    if ((rc = reel_wal_replay(en->wal, 0, replay_fn, en))) {
-        reel_diag_fail(d, rc, "%s: replay failed at record %llu: %s", path,
+    if (!en->snap_lsn && reel_wal_first_lsn(en->wal) > 1) {
+        rc = reel_diag_fail(
+            d, REEL_ECORRUPT,
+            "%s begins at record %llu, but no snapshot in "
+            "%s/snapshots covers the records before it",
+            path, (unsigned long long)reel_wal_first_lsn(en->wal), dir);
+        goto fail;
+    }
+    en->applied = en->state_lsn = en->snap_lsn;
+    if ((rc = reel_wal_replay(en->wal, en->snap_lsn + 1, replay_fn, en))) {
+        reel_diag_fail(d, rc,
+                       "%s: replay after snapshot %llu failed at "
+                       "record %llu: %s",
+                       path, (unsigned long long)en->snap_lsn,
                        (unsigned long long)en->applied + 1, reel_strerror(rc));
         goto fail;
     }
-    en->applied = reel_wal_last_lsn(en->wal);
+    en->applied = en->state_lsn = reel_wal_last_lsn(en->wal);
     if (en->skipped_replay)
         reel_log_warn("wal: %llu events name videos the catalogue lacks; "
                       "skipped",
                       (unsigned long long)en->skipped_replay);
     cold_compute(en);
+    if (en->o.snapshot_every_s > 0 || en->o.snapshot_every_events) {
+        if (pthread_create(&en->snap_thread, NULL, snap_main, en)) {
+            rc = reel_diag_fail(d, REEL_ENOMEM, "cannot start a thread");
+            goto fail;
+        }
+        en->snap_running = 1;
+    }
     *out = en;
     return 0;
 fail:
+    en->o.snapshot_on_close = 0;
     reel_engine_close(en);
     return rc;
 }
@@ -570,10 +1330,30 @@ static void batch_free(struct batch *b)
     free(b);
 }
 
+static void spool_clear(reel_engine *en)
+{
+    for (size_t i = 0; i < en->n_spool; i++)
+        reel_reco_scratch_free(en->spool[i]);
+    en->n_spool = 0;
+}
+
 int reel_engine_close(reel_engine *en)
 {
     if (!en)
         return 0;
+    if (en->snap_running) {
+        pthread_mutex_lock(&en->cv_mu);
+        en->stop = 1;
+        pthread_cond_signal(&en->cv);
+        pthread_mutex_unlock(&en->cv_mu);
+        pthread_join(en->snap_thread, NULL);
+    }
+    if (en->wal && en->o.snapshot_on_close) {
+        reel_diag d;
+        reel_diag_clear(&d);
+        if (reel_engine_snapshot(en, &d))
+            reel_log_error("the last snapshot failed: %s", d.msg);
+    }
     int rc = reel_wal_close(en->wal);
     /* Batches whose callback never came (the log closed first). */
     for (struct batch *b = en->qhead, *next; b; b = next) {
@@ -582,31 +1362,38 @@ int reel_engine_close(reel_engine *en)
             b->done(b->ctx, REEL_ECANCELED);
         batch_free(b);
     }
-    for (size_t i = 0; i < en->n_spool; i++)
-        reel_reco_scratch_free(en->spool[i]);
+    spool_clear(en);
     free(en->spool);
-    for (size_t u = 0; u < en->cap_hist; u++)
+    for (size_t u = 0; u < en->cap_u; u++)
         free(en->hist[u].e);
     free(en->hist);
     free(en->cold);
+    for (int s = 0; s < N_SEG; s++)
+        free(en->seg_cold[s]);
+    free(en->seg.key);
+    free(en->seg.cnt);
     free(en->pos);
     free(en->d1);
     free(en->d1_ts);
+    free(en->vput);
     free(en->allow);
     reel_featstate_free(en->fs);
-    reel_intern_free(&en->new_users);
-    reel_ranker_free(en->rk);
-    reel_index_free(en->ix);
-    reel_vectors_free(en->vec);
+    struct items it = {en->vec, en->ix, en->rk};
+    items_free(&it);
+    reel_meta_free(en->meta);
     reel_dataset_close(en->ds);
     pthread_rwlock_destroy(&en->lock);
     pthread_mutex_destroy(&en->qmu);
     pthread_mutex_destroy(&en->amu);
     pthread_mutex_destroy(&en->smu);
+    pthread_mutex_destroy(&en->snap_mu);
+    pthread_mutex_destroy(&en->reload_mu);
+    pthread_mutex_destroy(&en->cv_mu);
+    pthread_cond_destroy(&en->cv);
+    free(en->dir);
     free(en);
     return rc;
 }
-
 /* -------------------------------------------------------------- ingest */
 
 /*
@@ -641,16 +1428,29 @@ static void on_durable(void *ctx, uint64_t lsn, int err)
     if (ready && !err) {
         pthread_rwlock_wrlock(&en->lock);
         uint64_t n = 0, skipped = 0;
-        for (struct batch *b = ready; b; b = b->next)
+        int catalogue = 0;
+        for (struct batch *b = ready; b; b = b->next) {
             for (uint32_t i = 0; i < b->n_rec; i++)
                 if (apply_any(en, b->type, b->rec[i].data,
                               (uint32_t)b->rec[i].len, &n, &skipped))
                     abort(); /* we wrote it: a bug */
-        if (en->o.cold_refresh_s <= 0 ||
+            catalogue |= b->type != REEL_ENGINE_WAL_EVENTS;
+            en->state_lsn = b->last;
+        }
+        /* A catalogue change shows in the cold-start lists at once. */
+        if (catalogue || en->o.cold_refresh_s <= 0 ||
             reel_clock_mono() - en->cold_at >= en->o.cold_refresh_s)
             cold_compute(en);
         pthread_rwlock_unlock(&en->lock);
         atomic_fetch_add(&en->ingested, n);
+        uint64_t since = atomic_fetch_add(&en->snap_events, n) + n;
+        if (en->o.snapshot_every_events &&
+            since >= en->o.snapshot_every_events &&
+            since - n < en->o.snapshot_every_events) {
+            pthread_mutex_lock(&en->cv_mu);
+            pthread_cond_signal(&en->cv);
+            pthread_mutex_unlock(&en->cv_mu);
+        }
     }
     pthread_mutex_unlock(&en->amu);
     for (struct batch *b = ready, *next; b; b = next) {
@@ -762,6 +1562,9 @@ int reel_engine_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
         return REEL_ETOOBIG;
     struct batch *b = reel_xcalloc(1, sizeof *b);
     uint32_t cap = 0, count = 0;
+    /* The tables only grow, so a video found now is there when the
+     * events are applied. */
+    pthread_rwlock_rdlock(&en->lock);
     for (uint32_t i = 0; i < n; i++) {
         const reel_event_in *e = &ev[i];
         const char *why = NULL;
@@ -776,8 +1579,7 @@ int reel_engine_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
             why = "unknown event type";
         else if (!isfinite(e->rec.ts))
             why = "bad ts";
-        else if (reel_dataset_find_video(en->ds, e->video, strlen(e->video)) ==
-                 REEL_NONE)
+        else if (find_video(en, e->video, strlen(e->video)) == REEL_NONE)
             why = "unknown video";
         if (why) {
             rej[(*n_rej)++] = (reel_engine_reject){i, why};
@@ -797,6 +1599,7 @@ int reel_engine_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
         put_event(&b->rec[b->n_rec - 1], e);
         count++;
     }
+    pthread_rwlock_unlock(&en->lock);
     atomic_fetch_add(&en->rejected, *n_rej);
     if (!b->n_rec) {
         batch_free(b);
@@ -807,11 +1610,19 @@ int reel_engine_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
     return submit(en, b, done, ctx);
 }
 
+static int video_known(reel_engine *en, const char *video, size_t len)
+{
+    pthread_rwlock_rdlock(&en->lock);
+    uint32_t v = find_video(en, video, len);
+    pthread_rwlock_unlock(&en->lock);
+    return v != REEL_NONE;
+}
+
 int reel_engine_video_delete(reel_engine *en, const char *video,
                              reel_engine_done_fn done, void *ctx)
 {
     size_t len = strlen(video);
-    if (reel_dataset_find_video(en->ds, video, len) == REEL_NONE)
+    if (!len || len > REEL_MAX_ID_LEN || !video_known(en, video, len))
         return REEL_ENOENT;
     struct batch *b = reel_xcalloc(1, sizeof *b);
     b->type = REEL_ENGINE_WAL_DELETE;
@@ -825,19 +1636,200 @@ int reel_engine_video_delete(reel_engine *en, const char *video,
     return submit(en, b, done, ctx);
 }
 
-int reel_engine_video_deleted(reel_engine *en, const char *video)
+/* ------------------------------------------------------------- upserts */
+
+static void set_str(json_t *o, const char *k, const char *v)
 {
-    uint32_t v = reel_dataset_find_video(en->ds, video, strlen(video));
-    if (v == REEL_NONE)
-        return 0;
+    if (v)
+        json_object_set_new(o, k, json_string(v));
+}
+
+static void set_num(json_t *o, const char *k, double v)
+{
+    if (isfinite(v))
+        json_object_set_new(o, k, json_real(v));
+}
+
+static json_t *strings(const char *const *s, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(s[i]));
+    return a;
+}
+
+/* The record's JSON form (docs/formats/jsonl.md), NULL when a string is
+ * not UTF-8. */
+static json_t *video_json(const reel_video_rec *r)
+{
+    json_t *o = json_object();
+    set_str(o, "id", r->id);
+    set_str(o, "title", r->title);
+    set_str(o, "description", r->description);
+    set_str(o, "language", r->language);
+    set_str(o, "type", r->type);
+    set_str(o, "media", r->media);
+    if (r->n_categories)
+        json_object_set_new(o, "categories",
+                            strings(r->categories, r->n_categories));
+    if (r->n_tags)
+        json_object_set_new(o, "tags", strings(r->tags, r->n_tags));
+    set_num(o, "duration_s", r->duration_s);
+    set_num(o, "published_at", r->published_at);
+    return o;
+}
+
+static json_t *user_json(const reel_user_rec *r)
+{
+    json_t *o = json_object();
+    set_str(o, "id", r->id);
+    if (r->age >= 0)
+        json_object_set_new(o, "age", json_integer(r->age));
+    set_str(o, "gender", r->gender);
+    set_str(o, "country", r->country);
+    set_str(o, "occupation", r->occupation);
+    set_str(o, "zip", r->zip);
+    set_num(o, "signed_up_at", r->signed_up_at);
+    return o;
+}
+
+/* Encodes o (and the vector) as a record of type 3 or 4 after checking
+ * that it reads back as a valid record; 0 or the parser's error in d. */
+static int upsert_encode(json_t *o, int is_video, const float *vec,
+                         uint32_t dim, reel_buf *b, reel_diag *d)
+{
+    reel_arena a;
+    reel_arena_init(&a, 4096);
+    reel_video_rec vr;
+    reel_user_rec ur;
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_error_t je;
+    json_t *back = s ? json_loads(s, 0, &je) : NULL;
+    /* The parser and the tables' own checks, as apply will meet them. */
+    int rc = REEL_EFORMAT;
+    if (!back)
+        reel_diag_fail(d, rc, "a string is not UTF-8");
+    else if (is_video && !(rc = reel_video_rec_from_json(back, &a, &vr, d)))
+        rc = reel_video_rec_check(&vr, d);
+    else if (!is_video && !(rc = reel_user_rec_from_json(back, &a, &ur, d)))
+        rc = reel_user_rec_check(&ur, d);
+    json_decref(back);
+    reel_arena_free(&a);
+    if (!rc && strlen(s) + 16 + (size_t)dim * 4 > REEL_WAL_RECORD_MAX)
+        rc = reel_diag_fail(d, REEL_ETOOBIG, "the record is above 1 MiB");
+    if (!rc) {
+        reel_buf_putc(b, REC_VERSION);
+        reel_buf_putc(b, vec ? 1 : 0);
+        put_u16(b, 0);
+        put_u32(b, (uint32_t)strlen(s));
+        reel_buf_puts(b, s);
+        if (vec) {
+            put_u32(b, dim);
+            reel_buf_append(b, vec, (size_t)dim * 4);
+        }
+    }
+    free(s);
+    return rc;
+}
+
+static int submit_one(reel_engine *en, uint8_t type, reel_buf *rec,
+                      reel_engine_done_fn done, void *ctx)
+{
+    struct batch *b = reel_xcalloc(1, sizeof *b);
+    b->type = type;
+    b->rec = reel_xmalloc(sizeof *b->rec);
+    b->rec[0] = *rec;
+    b->n_rec = 1;
+    return submit(en, b, done, ctx);
+}
+
+int reel_engine_video_put(reel_engine *en, const reel_video_rec *rec,
+                          const float *vec, uint32_t n_vec, int *is_new,
+                          reel_diag *d, reel_engine_done_fn done, void *ctx)
+{
+    if (!rec->id || !*rec->id)
+        return reel_diag_fail(d, REEL_EINVAL, "missing \"id\"");
+    float *row = NULL;
+    uint32_t dim = 0;
     pthread_rwlock_rdlock(&en->lock);
-    int dead = !(en->allow[v / 64] >> (v % 64) & 1);
-    pthread_rwlock_unlock(&en->lock);
-    return dead;
+    if (is_new)
+        *is_new = find_video(en, rec->id, strlen(rec->id)) == REEL_NONE;
+    if (vec) {
+        /* The row as the index holds it, fixed now so that replay gives
+         * the same one. */
+        dim = en->vec->dim;
+        uint32_t want = dim - (uint32_t)en->vec->prior;
+        if (n_vec != want && n_vec != dim) {
+            pthread_rwlock_unlock(&en->lock);
+            return reel_diag_fail(d, REEL_EINVAL,
+                                  "\"vector\" has %u numbers; the vectors "
+                                  "have %u",
+                                  n_vec, want);
+        }
+        row = reel_xcalloc(dim, sizeof *row);
+        memcpy(row, vec, (size_t)n_vec * sizeof *row);
+        int unit = en->vec->prior || en->vec->unit_norm;
+        if (n_vec < dim)
+            row[dim - 1] = en->prior_median;
+        pthread_rwlock_unlock(&en->lock);
+        double ss = 0;
+        for (uint32_t i = 0; i < want; i++) {
+            if (!isfinite(row[i])) {
+                free(row);
+                return reel_diag_fail(d, REEL_EINVAL,
+                                      "\"vector\" holds a number that is "
+                                      "not finite");
+            }
+            ss += (double)row[i] * row[i];
+        }
+        if (!(ss > 0)) {
+            free(row);
+            return reel_diag_fail(d, REEL_EINVAL, "\"vector\" is all zeros");
+        }
+        if (unit)
+            for (uint32_t i = 0; i < want; i++)
+                row[i] = (float)(row[i] / sqrt(ss));
+    } else {
+        pthread_rwlock_unlock(&en->lock);
+    }
+    json_t *o = video_json(rec);
+    reel_buf b;
+    reel_buf_init(&b);
+    int rc = upsert_encode(o, 1, row, dim, &b, d);
+    json_decref(o);
+    free(row);
+    if (rc) {
+        reel_buf_free(&b);
+        return rc;
+    }
+    return submit_one(en, REEL_ENGINE_WAL_VIDEO, &b, done, ctx);
+}
+
+int reel_engine_user_put(reel_engine *en, const reel_user_rec *rec, int *is_new,
+                         reel_diag *d, reel_engine_done_fn done, void *ctx)
+{
+    if (!rec->id || !*rec->id)
+        return reel_diag_fail(d, REEL_EINVAL, "missing \"id\"");
+    if (is_new) {
+        pthread_rwlock_rdlock(&en->lock);
+        *is_new = find_user(en, rec->id, strlen(rec->id)) == REEL_NONE;
+        pthread_rwlock_unlock(&en->lock);
+    }
+    json_t *o = user_json(rec);
+    reel_buf b;
+    reel_buf_init(&b);
+    int rc = upsert_encode(o, 0, NULL, 0, &b, d);
+    json_decref(o);
+    if (rc) {
+        reel_buf_free(&b);
+        return rc;
+    }
+    return submit_one(en, REEL_ENGINE_WAL_USER, &b, done, ctx);
 }
 
 /* ----------------------------------------------------------- requests */
 
+/* Under the read lock (reload frees the pool under the write lock). */
 static reel_reco_scratch *scratch_get(reel_engine *en)
 {
     pthread_mutex_lock(&en->smu);
@@ -860,9 +1852,39 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The cold-start answer (under the read lock): the user's segment list
+ * and the global one round-robin. */
+static uint32_t cold_list(const reel_engine *en, uint32_t u, uint32_t *seen,
+                          uint32_t n_seen, uint32_t k, reel_reco_item *out)
+{
+    qsort(seen, n_seen, sizeof *seen, cmp_u32);
+    uint32_t s = u == REEL_NONE ? NO_SEG : segment_of(en, u);
+    const uint32_t *l[2] = {s == NO_SEG ? NULL : en->seg_cold[s], en->cold};
+    uint32_t nl[2] = {s == NO_SEG ? 0 : en->n_seg_cold[s], en->n_cold};
+    uint32_t at[2] = {0, 0}, n = 0;
+    for (int j = 0; n < k && (at[0] < nl[0] || at[1] < nl[1]); j ^= 1) {
+        while (at[j] < nl[j]) {
+            uint32_t v = l[j][at[j]++];
+            if (!is_live(en, v) ||
+                bsearch(&v, seen, n_seen, sizeof *seen, cmp_u32))
+                continue;
+            int dup = 0;
+            for (uint32_t i = 0; i < n && !dup; i++)
+                dup = out[i].video == v;
+            if (dup)
+                continue;
+            out[n] = (reel_reco_item){v, 1.0f / (float)(1 + n), NAN, 0};
+            n++;
+            break;
+        }
+    }
+    return n;
+}
+
 int reel_engine_recommend(reel_engine *en, const char *user, uint32_t k,
-                          reel_reco_item *out, uint32_t *n_out,
-                          reel_engine_source *source)
+                          const reel_reco_opts *o, reel_reco_item *out,
+                          uint32_t *n_out, reel_engine_source *source,
+                          reel_engine_explain *ex)
 {
     *n_out = 0;
     *source = REEL_ENGINE_COLD_START;
@@ -870,9 +1892,15 @@ int reel_engine_recommend(reel_engine *en, const char *user, uint32_t k,
         return REEL_EINVAL;
     if (!k)
         return 0;
-    reel_reco_scratch *s = scratch_get(en);
     double now = reel_clock_wall();
     pthread_rwlock_rdlock(&en->lock);
+    reel_reco_scratch *s = scratch_get(en);
+    reel_reco r = en->reco;
+    if (o) {
+        r.o = *o;
+        if (r.o.candidates > en->reco.o.candidates)
+            r.o.candidates = en->reco.o.candidates;
+    }
     uint32_t u = find_user(en, user, strlen(user));
     uint32_t n_seen = u == REEL_NONE ? 0 : en->hist[u].n;
     uint32_t *seen = reel_xmalloc(((size_t)n_seen + 1) * sizeof *seen);
@@ -886,24 +1914,26 @@ int reel_engine_recommend(reel_engine *en, const char *user, uint32_t k,
                          .allow_bits = en->n_videos,
                          .exclude = seen,
                          .n_exclude = n_seen};
-        n = reel_reco_rank(&en->reco, en->fs, u, now, ring, nh, &f, k, s, out);
+        n = reel_reco_rank(&r, en->fs, u, now, ring, nh, &f, k, s, out);
         if (n)
             *source = REEL_ENGINE_PERSONALIZED;
     }
-    if (!n) {
-        qsort(seen, n_seen, sizeof *seen, cmp_u32);
-        for (uint32_t i = 0; i < en->n_cold && n < k; i++) {
-            uint32_t v = en->cold[i];
-            if (!(en->allow[v / 64] >> (v % 64) & 1) ||
-                bsearch(&v, seen, n_seen, sizeof *seen, cmp_u32))
-                continue;
-            out[n] = (reel_reco_item){v, 1.0f / (float)(1 + n), NAN};
-            n++;
-        }
+    const reel_gbtree *trees = en->rk ? reel_ranker_trees(en->rk) : NULL;
+    for (uint32_t i = 0; i < n && ex; i++) {
+        ex[i].has_x = 1;
+        memcpy(ex[i].x, reel_reco_scratch_row(s, out[i].cand), sizeof ex[i].x);
+        ex[i].has_phi = trees != NULL;
+        if (trees)
+            reel_gbtree_contrib(trees, ex[i].x, ex[i].phi);
     }
+    if (!n) {
+        n = cold_list(en, u, seen, n_seen, k, out);
+        for (uint32_t i = 0; i < n && ex; i++)
+            ex[i].has_x = ex[i].has_phi = 0;
+    }
+    scratch_put(en, s);
     pthread_rwlock_unlock(&en->lock);
     free(seen);
-    scratch_put(en, s);
     *n_out = n;
     return 0;
 }
@@ -914,34 +1944,32 @@ int reel_engine_similar(reel_engine *en, const char *video, uint32_t k,
     *n_out = 0;
     if (k > REEL_ENGINE_MAX_K)
         return REEL_EINVAL;
-    uint32_t v = reel_dataset_find_video(en->ds, video, strlen(video));
-    if (v == REEL_NONE)
-        return REEL_ENOENT;
-    if (!k || v >= en->vec->n || !en->vec->has[v])
-        return 0;
-    float *q = reel_xmalloc(((size_t)en->vec->dim + 1) * sizeof *q);
-    reel_hit *hits = reel_xmalloc((size_t)k * sizeof *hits);
-    reel_vectors_query(en->vec, &v, 1, 1, q);
-    reel_filter f = {.allow = en->allow,
-                     .allow_bits = en->n_videos,
-                     .exclude = &v,
-                     .n_exclude = 1};
-    reel_search_params p = {.ef = k > 64 ? k : 64, .filter = &f};
-    uint32_t n = 0;
-    /* The read lock keeps the deleted bitmap still. */
+    int rc = 0;
+    reel_hit *hits = reel_xmalloc(((size_t)k + 1) * sizeof *hits);
     pthread_rwlock_rdlock(&en->lock);
-    int rc = reel_index_search(en->ix, q, k, &p, hits, &n);
-    pthread_rwlock_unlock(&en->lock);
-    for (uint32_t i = 0; i < n && !rc; i++) {
-        float sim = reel_retrieve_sim(en->vec, q, hits[i].id);
-        out[i] = (reel_reco_item){hits[i].id, sim, sim};
+    uint32_t v = find_video(en, video, strlen(video)), n = 0;
+    if (v == REEL_NONE) {
+        rc = REEL_ENOENT;
+    } else if (k && en->vec->has[v]) {
+        float *q = reel_xmalloc(((size_t)en->vec->dim + 1) * sizeof *q);
+        reel_vectors_query(en->vec, &v, 1, 1, q);
+        reel_filter f = {.allow = en->allow,
+                         .allow_bits = en->n_videos,
+                         .exclude = &v,
+                         .n_exclude = 1};
+        reel_search_params p = {.ef = k > 64 ? k : 64, .filter = &f};
+        rc = reel_index_search(en->ix, q, k, &p, hits, &n);
+        for (uint32_t i = 0; i < n && !rc; i++) {
+            float sim = reel_retrieve_sim(en->vec, q, hits[i].id);
+            out[i] = (reel_reco_item){hits[i].id, sim, sim, 0};
+        }
+        free(q);
     }
+    pthread_rwlock_unlock(&en->lock);
     free(hits);
-    free(q);
-    if (rc)
-        return rc;
-    *n_out = n;
-    return 0;
+    if (!rc)
+        *n_out = n;
+    return rc;
 }
 
 void reel_engine_history(reel_engine *en, const char *user, uint32_t max,
@@ -962,21 +1990,122 @@ void reel_engine_history(reel_engine *en, const char *user, uint32_t max,
     pthread_rwlock_unlock(&en->lock);
 }
 
-const reel_dataset *reel_engine_dataset(const reel_engine *en)
+static const char *acopy(reel_arena *a, const char *s)
 {
-    return en->ds;
+    return s ? reel_arena_strndup(a, s, strlen(s)) : NULL;
 }
 
-const char *reel_engine_video_id(const reel_engine *en, uint32_t v)
+void reel_engine_video_names(reel_engine *en, const uint32_t *v, uint32_t n,
+                             reel_arena *a, const char **id, const char **title)
 {
-    const reel_videos *vid = reel_dataset_videos(en->ds);
-    return v < vid->n ? reel_strs_get(&vid->id, v, NULL) : NULL;
+    pthread_rwlock_rdlock(&en->lock);
+    const reel_videos *vid = reel_meta_videos(en->meta);
+    for (uint32_t i = 0; i < n; i++) {
+        if (v[i] >= vid->n) {
+            id[i] = title[i] = NULL;
+            continue;
+        }
+        size_t len;
+        const char *t = reel_strs_get(&vid->title, v[i], &len);
+        id[i] = acopy(a, reel_strs_get(&vid->id, v[i], NULL));
+        title[i] = len ? reel_arena_strndup(a, t, len) : NULL;
+    }
+    pthread_rwlock_unlock(&en->lock);
 }
 
-const char *reel_engine_video_title(const reel_engine *en, uint32_t v)
+int reel_engine_video_get(reel_engine *en, const char *video, reel_arena *a,
+                          reel_video_rec *out, int *deleted, int *has_vector)
 {
-    const reel_videos *vid = reel_dataset_videos(en->ds);
-    return v < vid->n ? reel_strs_get(&vid->title, v, NULL) : NULL;
+    pthread_rwlock_rdlock(&en->lock);
+    uint32_t v = find_video(en, video, strlen(video));
+    if (v == REEL_NONE) {
+        pthread_rwlock_unlock(&en->lock);
+        return REEL_ENOENT;
+    }
+    size_t nn = reel_meta_video_names(en->meta, v);
+    const char **names = reel_arena_alloc(a, (nn + 1) * sizeof *names, 8);
+    reel_meta_video_rec(en->meta, v, out, names);
+    const char **cats = reel_arena_alloc(a, (nn + 1) * sizeof *cats, 8);
+    for (size_t i = 0; i < out->n_categories; i++)
+        cats[i] = acopy(a, out->categories[i]);
+    for (size_t i = 0; i < out->n_tags; i++)
+        cats[out->n_categories + i] = acopy(a, out->tags[i]);
+    out->categories = cats;
+    out->tags = cats + out->n_categories;
+    out->id = acopy(a, out->id);
+    out->title = acopy(a, out->title);
+    out->description = acopy(a, out->description);
+    out->language = acopy(a, out->language);
+    out->type = acopy(a, out->type);
+    out->media = acopy(a, out->media);
+    *deleted = !is_live(en, v);
+    *has_vector = v < en->vec->n && en->vec->has[v];
+    pthread_rwlock_unlock(&en->lock);
+    return 0;
+}
+
+int reel_engine_user_get(reel_engine *en, const char *user, reel_arena *a,
+                         reel_user_rec *out, uint64_t *events)
+{
+    pthread_rwlock_rdlock(&en->lock);
+    uint32_t u = find_user(en, user, strlen(user));
+    if (u == REEL_NONE) {
+        pthread_rwlock_unlock(&en->lock);
+        return REEL_ENOENT;
+    }
+    reel_meta_user_rec(en->meta, u, out);
+    out->id = acopy(a, out->id);
+    out->gender = acopy(a, out->gender);
+    out->country = acopy(a, out->country);
+    out->occupation = acopy(a, out->occupation);
+    out->zip = acopy(a, out->zip);
+    *events = en->hist[u].n;
+    pthread_rwlock_unlock(&en->lock);
+    return 0;
+}
+
+/* -------------------------------------------------------------- reload */
+
+int reel_engine_reload(reel_engine *en, reel_diag *d)
+{
+    pthread_mutex_lock(&en->reload_mu);
+    struct items it;
+    int rc = items_load(en->dir, en->ds, &it, d);
+    if (rc) {
+        pthread_mutex_unlock(&en->reload_mu);
+        return rc;
+    }
+    float median = prior_median(it.vec);
+    pthread_rwlock_wrlock(&en->lock);
+    reel_vectors_grow(it.vec, en->n_videos);
+    uint64_t carried = 0, dropped = 0;
+    for (uint32_t v = 0; v < en->n_videos; v++) {
+        if (!en->vput[v] || !en->vec->has[v])
+            continue;
+        if (it.vec->dim != en->vec->dim) {
+            en->vput[v] = 0;
+            dropped++;
+            continue;
+        }
+        float *row = reel_vectors_row(it.vec, v);
+        memcpy(row, reel_vectors_row(en->vec, v), it.vec->dim * sizeof *row);
+        it.vec->has[v] = 1;
+        if (!reel_index_update(it.ix, v, row))
+            carried++;
+    }
+    struct items old = {en->vec, en->ix, en->rk};
+    items_use(en, &it, median);
+    spool_clear(en);
+    en->reloads++;
+    pthread_rwlock_unlock(&en->lock);
+    items_free(&old);
+    pthread_mutex_unlock(&en->reload_mu);
+    reel_log_info("reloaded %s: %u vectors of %u dimensions, ranker %s; %llu "
+                  "vectors given with PUT carried over, %llu dropped (other "
+                  "dimension)",
+                  en->dir, it.vec->n, it.vec->dim, it.rk ? "yes" : "no",
+                  (unsigned long long)carried, (unsigned long long)dropped);
+    return 0;
 }
 
 void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
@@ -987,14 +2116,21 @@ void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
     st->events_replayed = en->replayed;
     st->events_dataset = reel_dataset_events(en->ds)->n;
     pthread_rwlock_rdlock(&en->lock);
-    st->new_users = en->new_users.n;
+    st->users = reel_meta_users(en->meta)->n;
+    st->new_users = st->users - reel_meta_n_ds_users(en->meta);
+    st->videos = reel_meta_videos(en->meta)->n;
+    st->new_videos = st->videos - reel_meta_n_ds_videos(en->meta);
     st->deleted = en->n_deleted;
-    pthread_rwlock_unlock(&en->lock);
-    st->users = en->n_ds_users + st->new_users;
-    st->videos = en->n_videos;
     reel_index_stats xs;
     reel_index_get_stats(en->ix, &xs);
     st->videos_indexed = xs.n_live;
     st->has_ranker = en->rk != NULL;
+    st->reloads = en->reloads;
+    pthread_rwlock_unlock(&en->lock);
+    pthread_mutex_lock(&en->snap_mu);
+    st->snapshots = en->snaps;
+    st->snapshot_lsn = en->snap_lsn;
+    st->snapshot_s = en->snap_s;
+    pthread_mutex_unlock(&en->snap_mu);
     reel_wal_get_stats(en->wal, &st->wal);
 }

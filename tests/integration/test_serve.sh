@@ -96,6 +96,8 @@ has '"accepted":2'
 # --- bad input
 expect 400 POST /v1/events '{"user": "x", '; has '"error"'
 expect 400 POST /v1/events '[1] [2]'
+expect 400 POST /v1/events '{"user":"x","video":"v","type":"view"}'; has 'unknown event type'
+expect 400 POST /v1/events '{"user":"x","type":"watch"}'; has 'video'
 expect 400 POST /v1/events ''
 expect 404 GET /v1/nothing
 expect 405 DELETE /healthz
@@ -112,14 +114,57 @@ expect 200 GET /metrics
 has 'reel_events_ingested_total 4'; has 'reel_events_rejected_total 1'
 has 'reel_http_requests_total{route="POST /v1/events",status="2xx"}'
 
+# --- the catalogue and users at run time
+expect 201 PUT /v1/videos/brand-new '{"title": "Brand new", "categories": ["Drama"]}'
+has '"created":true'
+expect 200 GET /v1/videos/brand-new; has '"title":"Brand new"'; has '"has_vector":false'
+expect 200 GET "/v1/users/nobody-yet/recommendations?k=100"; has '"video":"brand-new"'
+expect 400 PUT /v1/videos/other '{"id": "not-other"}'; has 'differs'
+expect 400 PUT /v1/videos/other '{"vector": [1, 2]}'; has 'the vectors have'
+dim=$(sed -n 's/.*the vectors have \([0-9]*\).*/\1/p' "$T/body")
+vec=$(seq -s, 1 "$dim")
+expect 200 PUT /v1/videos/brand-new "{\"title\": \"Renamed\", \"vector\": [$vec]}"
+has '"created":false'
+expect 200 GET /v1/videos/brand-new; has '"title":"Renamed"'; has '"has_vector":true'
+expect 200 GET "/v1/videos/brand-new/similar?k=3"; has '"items":[{"video"'
+expect 400 PUT /v1/videos/x '{"duration_s": "long"}'; has 'duration_s'
+expect 201 PUT /v1/users/demo '{"age": 30, "gender": "F", "country": "NL"}'
+expect 200 GET /v1/users/demo; has '"age":30'; has '"country":"NL"'
+expect 200 PUT /v1/users/demo '{"age": 31}'
+expect 200 GET /v1/users/demo; has '"age":31'; has '"country":null'
+expect 200 GET "/v1/users/a2/recommendations?k=2&explain=true"
+has '"explain":{"features":[{"name":"u_age"'; has '"contribution"'; has '"bias"'
+expect 400 GET "/v1/users/a2/recommendations?explain=maybe"
+expect 200 POST /admin/snapshot; has '"snapshot_lsn"'
+expect 200 POST /admin/reload; has '"reloaded":true'
+expect 200 GET "/v1/videos/brand-new/similar?k=3"; has '"items":[{"video"'
+expect 200 GET /metrics; has 'reel_new_videos 1'; has 'reel_reloads_total 1'
+has 'reel_snapshots_total 1'
+
 # --- SIGTERM stops cleanly
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
 [ "$rc" -eq 0 ] && ok || bad "exit $rc after SIGTERM"
+
+# --- a config file: keys apply, flags override, bad files are named
+printf '{"max_k": 3, "port": 1, "reco": {"candidates": 50}}\n' >"$T/serve.json"
+start --config "$T/serve.json"
+expect 200 GET "/v1/users/newcomer/recommendations?k=10"
+n=$(grep -o '"score"' "$T/body" | wc -l)
+[ "$n" -eq 3 ] && ok || bad "max_k from the config: wanted 3 items, got $n"
+kill -TERM "$PID"; wait "$PID"; PID=
+printf '{"reco": {"candidates": 0}}\n' >"$T/bad.json"
+if "$REEL" serve "$T/d" --config "$T/bad.json" --port 0 >/dev/null 2>"$T/err2"; then
+  bad "a bad config was accepted"
+else
+  grep -qF 'reco.candidates' "$T/err2" && ok || { bad "the error does not name the key"; cat "$T/err2" >&2; }
+fi
 
 # --- SIGKILL during ingestion: every acknowledged event survives
 start --token s3cret --fsync interval --fsync-ms 5
 expect 401 POST /v1/events "{\"user\":\"k\",\"video\":\"$V\",\"type\":\"watch\"}"
 expect 401 DELETE "/v1/videos/$V"
+expect 401 PUT /v1/videos/x '{}'
+expect 401 POST /admin/reload
 expect 200 GET /v1/users/newcomer/history; has "\"video\":\"$V\""
 # (fsync every 5 ms: a 202 still waits for the fsync that covers it.)
 # Four writers, each POSTing events with its own timestamps and writing
@@ -153,6 +198,8 @@ grep -o '"ts":[0-9]*' "$T/body" | cut -d: -f2 | sort -n >"$T/have"
 missing=$(comm -23 "$T/acked" "$T/have" | wc -l)
 [ "$missing" -eq 0 ] && ok || bad "$missing of $nacked acknowledged events lost after SIGKILL"
 expect 200 GET /metrics; has 'reel_events_replayed'; has 'reel_videos_deleted 1'
+expect 200 GET /v1/videos/brand-new; has '"title":"Renamed"'; has '"has_vector":true'
+expect 200 GET /v1/users/demo; has '"age":31'
 expect 200 GET "/v1/users/a2/recommendations?k=100"; lacks "\"video\":\"$D\""
 kill -TERM "$PID"; wait "$PID"; PID=
 

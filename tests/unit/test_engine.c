@@ -18,6 +18,7 @@
 #include "data/record.h"
 #include "embed/vectors.h"
 #include "reco/engine.h"
+#include "store/snapshot.h"
 
 enum { NV = 12, DIM = 2 };
 
@@ -82,11 +83,33 @@ static char *fixture(void)
     return dir;
 }
 
-static reel_engine *open_engine(const char *dir)
+/* Options of the tests: cold-start lists recomputed after each batch, no
+ * snapshot unless a test asks for one. */
+static reel_engine_opts test_opts(void)
 {
     reel_engine_opts o;
     reel_engine_opts_init(&o);
-    o.cold_refresh_s = 0; /* deterministic: recomputed after each batch */
+    o.cold_refresh_s = 0;
+    o.snapshot_every_s = 0;
+    o.snapshot_every_events = 0;
+    o.snapshot_on_close = 0;
+    return o;
+}
+
+static reel_engine *open_engine_with(const char *dir, const reel_engine_opts *o)
+{
+    reel_engine *en;
+    reel_diag d;
+    reel_diag_clear(&d);
+    int rc = reel_engine_open(dir, o, &en, &d);
+    if (rc)
+        fail_msg("open: %s: %s", reel_strerror(rc), d.msg);
+    return en;
+}
+
+static reel_engine *open_engine(const char *dir)
+{
+    reel_engine_opts o = test_opts();
     reel_engine *en;
     reel_diag d;
     reel_diag_clear(&d);
@@ -118,8 +141,21 @@ static uint32_t recommend(reel_engine *en, const char *user, uint32_t k,
                           reel_reco_item *out, reel_engine_source *src)
 {
     uint32_t n;
-    assert_int_equal(reel_engine_recommend(en, user, k, out, &n, src), 0);
+    assert_int_equal(
+        reel_engine_recommend(en, user, k, NULL, out, &n, src, NULL), 0);
     return n;
+}
+
+static int deleted(reel_engine *en, const char *video)
+{
+    reel_arena a;
+    reel_arena_init(&a, 1024);
+    reel_video_rec r;
+    int dead = 0, has_vec;
+    assert_int_equal(reel_engine_video_get(en, video, &a, &r, &dead, &has_vec),
+                     0);
+    reel_arena_free(&a);
+    return dead;
 }
 
 static int contains(const reel_reco_item *it, uint32_t n, uint32_t v)
@@ -261,9 +297,9 @@ static void a_new_user_goes_from_cold_start_to_personalized(void **state)
     /* u has seen v0: the cold-start list without it. */
     n = recommend(en, "u", 0, it, &src);
     assert_int_equal(n, 0);
-    assert_int_equal(
-        reel_engine_recommend(en, "u", REEL_ENGINE_MAX_K + 1, it, &n, &src),
-        REEL_EINVAL);
+    assert_int_equal(reel_engine_recommend(en, "u", REEL_ENGINE_MAX_K + 1, NULL,
+                                           it, &n, &src, NULL),
+                     REEL_EINVAL);
     finish(en, dir);
 }
 
@@ -487,8 +523,9 @@ static void *write_events(void *arg)
         reel_reco_item it[4];
         uint32_t n;
         reel_engine_source src;
-        assert_int_equal(reel_engine_recommend(w->en, w->user, 4, it, &n, &src),
-                         0);
+        assert_int_equal(
+            reel_engine_recommend(w->en, w->user, 4, NULL, it, &n, &src, NULL),
+            0);
     }
     /* A last synchronous call: by then every earlier batch is applied. */
     reel_event_in last = event(w->user, "v5", REEL_EV_CLICK, 7000);
@@ -552,8 +589,8 @@ static void a_deleted_video_is_never_recommended_again(void **state)
     /* u's neighbours were v1 v2 v3; v1 goes, from every path. */
     assert_int_equal(reel_engine_video_delete(en, "v1", NULL, NULL), 0);
     assert_int_equal(reel_engine_video_delete(en, "v1", NULL, NULL), 0);
-    assert_true(reel_engine_video_deleted(en, "v1"));
-    assert_false(reel_engine_video_deleted(en, "v2"));
+    assert_true(deleted(en, "v1"));
+    assert_false(deleted(en, "v2"));
     uint32_t n = recommend(en, "u", 3, it, &src);
     assert_int_equal(src, REEL_ENGINE_PERSONALIZED);
     assert_int_equal(it[0].video, 2);
@@ -580,13 +617,405 @@ static void a_deleted_video_is_never_recommended_again(void **state)
     /* Deletions survive a restart. */
     assert_int_equal(reel_engine_close(en), 0);
     en = open_engine(dir);
-    assert_true(reel_engine_video_deleted(en, "v1"));
-    assert_true(reel_engine_video_deleted(en, "v7"));
+    assert_true(deleted(en, "v1"));
+    assert_true(deleted(en, "v7"));
     reel_engine_get_stats(en, &st);
     assert_int_equal(st.deleted, 2);
     n = recommend(en, "someone", 8, it, &src);
     assert_int_equal(n, 2);
     pthread_mutex_destroy(&c.mu);
+    finish(en, dir);
+}
+
+static void put_video(reel_engine *en, const char *id, const char *title,
+                      const float *vec, uint32_t n_vec)
+{
+    reel_video_rec r = reel_video_rec_empty();
+    r.id = id;
+    r.title = title;
+    reel_diag d;
+    reel_diag_clear(&d);
+    int rc = reel_engine_video_put(en, &r, vec, n_vec, NULL, &d, NULL, NULL);
+    if (rc)
+        fail_msg("put %s: %s", id, d.msg);
+}
+
+static void put_user(reel_engine *en, const char *id, int age,
+                     const char *gender)
+{
+    reel_user_rec r = reel_user_rec_empty();
+    r.id = id;
+    r.age = age;
+    r.gender = gender;
+    reel_diag d;
+    reel_diag_clear(&d);
+    int rc = reel_engine_user_put(en, &r, NULL, &d, NULL, NULL);
+    if (rc)
+        fail_msg("put %s: %s", id, d.msg);
+}
+
+static uint32_t video_number(reel_engine *en, const char *id)
+{
+    for (uint32_t v = 0; v < 64; v++) {
+        reel_arena a;
+        reel_arena_init(&a, 256);
+        const char *vid, *title;
+        reel_engine_video_names(en, &v, 1, &a, &vid, &title);
+        int same = vid && !strcmp(vid, id);
+        reel_arena_free(&a);
+        if (same)
+            return v;
+    }
+    return REEL_NONE;
+}
+
+static void a_put_video_is_recommendable_at_once(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine *en = open_engine(dir);
+    /* n1 at 2.5 degrees: nearer to v0 than v1 is. */
+    float x[DIM] = {cosf(2.5f * 3.14159265f / 180),
+                    sinf(2.5f * 3.14159265f / 180)};
+    float scaled[DIM] = {x[0] * 7, x[1] * 7};
+    put_video(en, "n1", "New one", scaled, DIM);
+    uint32_t n1 = video_number(en, "n1");
+    assert_int_equal(n1, NV);
+    reel_reco_item it[8];
+    uint32_t n;
+    assert_int_equal(reel_engine_similar(en, "v0", 3, it, &n), 0);
+    assert_int_equal(it[0].video, n1);
+    assert_float_equal(it[0].score, cosf(2.5f * 3.14159265f / 180), 1e-5);
+    reel_engine_source src;
+    n = recommend(en, "u", 3, it, &src);
+    assert_int_equal(src, REEL_ENGINE_PERSONALIZED);
+    assert_int_equal(it[0].video, n1);
+    /* Events may name it now. */
+    reel_event_in e = event("fresh", "n1", REEL_EV_WATCH, 6000);
+    ingest_ok(en, &e, 1);
+    /* A video without a vector reaches cold-start lists (no events yet). */
+    put_video(en, "n2", "Bare", NULL, 0);
+    n = recommend(en, "nobody", 8, it, &src);
+    assert_int_equal(src, REEL_ENGINE_COLD_START);
+    assert_true(contains(it, n, video_number(en, "n2")));
+    /* Replacing metadata keeps the vector. */
+    put_video(en, "n1", "Renamed", NULL, 0);
+    reel_arena a;
+    reel_arena_init(&a, 1024);
+    reel_video_rec r;
+    int dead, has_vec;
+    assert_int_equal(reel_engine_video_get(en, "n1", &a, &r, &dead, &has_vec),
+                     0);
+    assert_string_equal(r.title, "Renamed");
+    assert_true(has_vec);
+    assert_false(dead);
+    reel_arena_free(&a);
+    /* A vector of the wrong size is refused before anything is logged. */
+    reel_video_rec bad = reel_video_rec_empty();
+    bad.id = "n3";
+    reel_diag d;
+    reel_diag_clear(&d);
+    float three[3] = {1, 2, 3};
+    assert_int_equal(
+        reel_engine_video_put(en, &bad, three, 3, NULL, &d, NULL, NULL),
+        REEL_EINVAL);
+    assert_non_null(strstr(d.msg, "vector"));
+    reel_engine_stats st;
+    reel_engine_get_stats(en, &st);
+    assert_int_equal(st.new_videos, 2);
+    /* All of it is back after a restart (replayed from the log). */
+    assert_int_equal(reel_engine_close(en), 0);
+    en = open_engine(dir);
+    assert_int_equal(video_number(en, "n1"), n1);
+    assert_int_equal(reel_engine_similar(en, "v0", 3, it, &n), 0);
+    assert_int_equal(it[0].video, n1);
+    reel_engine_event h[4];
+    uint64_t total;
+    reel_engine_history(en, "fresh", 4, h, &n, &total);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].video, n1);
+    finish(en, dir);
+}
+
+static void cold_start_follows_the_demographic_segment(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine *en = open_engine(dir);
+    put_user(en, "a1", 30, "F");
+    put_user(en, "a2", 31, "F");
+    reel_event_in e = event("a2", "v11", REEL_EV_LIKE, 6001);
+    ingest_ok(en, &e, 1);
+    /* A new user of that segment sees its favourite first; one of
+     * another segment, and one without attributes, the global list
+     * (v7 first there). */
+    put_user(en, "a3", 28, "F");
+    put_user(en, "b1", 60, "F");
+    reel_reco_item it[8];
+    reel_engine_source src;
+    recommend(en, "a3", 4, it, &src);
+    assert_int_equal(src, REEL_ENGINE_COLD_START);
+    assert_int_equal(it[0].video, 11);
+    recommend(en, "b1", 4, it, &src);
+    assert_int_not_equal(it[0].video, 11);
+    recommend(en, "nobody", 4, it, &src);
+    assert_int_not_equal(it[0].video, 11);
+    reel_arena a;
+    reel_arena_init(&a, 1024);
+    reel_user_rec r;
+    uint64_t events;
+    assert_int_equal(reel_engine_user_get(en, "a2", &a, &r, &events), 0);
+    assert_int_equal(r.age, 31);
+    assert_string_equal(r.gender, "F");
+    assert_int_equal(events, 1);
+    assert_int_equal(reel_engine_user_get(en, "zz", &a, &r, &events),
+                     REEL_ENOENT);
+    reel_arena_free(&a);
+    finish(en, dir);
+}
+
+/* Recommendations and histories of a few users, to compare two states. */
+struct picture {
+    reel_reco_item it[4][8];
+    uint32_t n[4];
+    reel_engine_source src[4];
+    uint64_t total[4];
+};
+
+static void take(reel_engine *en, struct picture *p)
+{
+    static const char *const users[4] = {"u", "fresh", "a1", "nobody"};
+    for (int i = 0; i < 4; i++) {
+        p->n[i] = recommend(en, users[i], 8, p->it[i], &p->src[i]);
+        reel_engine_event h[1];
+        uint32_t n;
+        reel_engine_history(en, users[i], 1, h, &n, &p->total[i]);
+    }
+}
+
+static void same_picture(const struct picture *a, const struct picture *b)
+{
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a->n[i], b->n[i]);
+        assert_int_equal(a->src[i], b->src[i]);
+        assert_int_equal(a->total[i], b->total[i]);
+        for (uint32_t j = 0; j < a->n[i]; j++) {
+            assert_int_equal(a->it[i][j].video, b->it[i][j].video);
+            assert_float_equal(a->it[i][j].score, b->it[i][j].score, 0);
+        }
+    }
+}
+
+static void a_snapshot_restores_the_state_and_truncates_the_log(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine_opts o = test_opts();
+    o.wal_segment_bytes = 256; /* a segment per record or two */
+    reel_engine *en = open_engine_with(dir, &o);
+    float x[DIM] = {1, 0.01f};
+    put_video(en, "n1", "New", x, DIM);
+    put_user(en, "a1", 30, "F");
+    reel_event_in e[3] = {event("fresh", "v3", REEL_EV_WATCH, 6000),
+                          event("a1", "n1", REEL_EV_LIKE, 6001),
+                          event("u", "v5", REEL_EV_CLICK, 6002)};
+    ingest_ok(en, e, 3);
+    assert_int_equal(reel_engine_video_delete(en, "v1", NULL, NULL), 0);
+    reel_diag d;
+    reel_diag_clear(&d);
+    assert_int_equal(reel_engine_snapshot(en, &d), 0);
+    /* Nothing changed: nothing written. */
+    assert_int_equal(reel_engine_snapshot(en, &d), 0);
+    reel_engine_stats st;
+    reel_engine_get_stats(en, &st);
+    assert_int_equal(st.snapshots, 1);
+    assert_int_equal(st.snapshot_lsn, 4);
+    reel_event_in more = event("fresh", "v4", REEL_EV_WATCH, 6003);
+    ingest_ok(en, &more, 1);
+    struct picture before, after;
+    take(en, &before);
+    assert_int_equal(reel_engine_close(en), 0);
+
+    /* The snapshot plus the one record after it. */
+    en = open_engine_with(dir, &o);
+    reel_engine_get_stats(en, &st);
+    assert_int_equal(st.snapshot_lsn, 4);
+    assert_int_equal(st.events_replayed, 1);
+    assert_int_equal(st.deleted, 1);
+    assert_int_equal(st.new_videos, 1);
+    take(en, &after);
+    same_picture(&before, &after);
+    assert_true(deleted(en, "v1"));
+    reel_reco_item it[4];
+    uint32_t n;
+    assert_int_equal(reel_engine_similar(en, "v0", 1, it, &n), 0);
+    assert_int_equal(it[0].video, video_number(en, "n1"));
+    /* A second snapshot lets the log go up to the first. */
+    more = event("fresh", "v6", REEL_EV_WATCH, 6004);
+    ingest_ok(en, &more, 1);
+    assert_int_equal(reel_engine_snapshot(en, &d), 0);
+    reel_engine_get_stats(en, &st);
+    assert_int_equal(st.snapshot_lsn, 6);
+    assert_true(st.wal.first_lsn > 1);
+    assert_true(st.wal.first_lsn <= 5);
+    take(en, &before);
+    assert_int_equal(reel_engine_close(en), 0);
+    /* Close with snapshot_on_close writes a third; two are kept. */
+    en = open_engine_with(dir, &o);
+    take(en, &after);
+    same_picture(&before, &after);
+    more = event("fresh", "v8", REEL_EV_WATCH, 6005);
+    ingest_ok(en, &more, 1);
+    assert_int_equal(reel_engine_close(en), 0);
+    /* Close with snapshot_on_close writes one at 7; 6 and 7 are kept. */
+    o.snapshot_on_close = 1;
+    en = open_engine_with(dir, &o);
+    assert_int_equal(reel_engine_close(en), 0);
+    char *sdir = test_path(dir, "snapshots");
+    uint64_t *lsns;
+    size_t ns;
+    assert_int_equal(reel_snapshot_list(sdir, &lsns, &ns), 0);
+    assert_int_equal(ns, 2);
+    assert_int_equal(lsns[0], 6);
+    assert_int_equal(lsns[1], 7);
+    free(lsns);
+    /* A damaged newest snapshot falls back to the older one and the log
+     * after it. */
+    char *p = test_path(sdir, "snap-0000000000000007.reel");
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(truncate(p, sb.st_size / 2), 0);
+    o.snapshot_on_close = 0;
+    en = open_engine_with(dir, &o);
+    reel_engine_get_stats(en, &st);
+    assert_int_equal(st.snapshot_lsn, 6);
+    assert_int_equal(st.events_replayed, 1);
+    reel_engine_event h[8];
+    uint64_t total;
+    reel_engine_history(en, "fresh", 8, h, &n, &total);
+    assert_int_equal(total, 4);
+    assert_int_equal(h[3].video, 8);
+    free(p);
+    free(sdir);
+    finish(en, dir);
+}
+
+static void a_snapshot_of_another_dataset_is_refused(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine_opts o = test_opts();
+    o.snapshot_on_close = 1;
+    reel_engine *en = open_engine_with(dir, &o);
+    reel_event_in e = event("u", "v3", REEL_EV_WATCH, 6000);
+    ingest_ok(en, &e, 1);
+    assert_int_equal(reel_engine_close(en), 0);
+    /* Another dataset in the same place. */
+    char *other = fixture();
+    char *from = test_path(other, "dataset.reel");
+    char *to = test_path(dir, "dataset.reel");
+    reel_dsbuild *b;
+    reel_dsbuild_new(&b);
+    reel_video_rec v = reel_video_rec_empty();
+    v.id = "v0";
+    uint32_t idx;
+    reel_diag d;
+    assert_int_equal(reel_dsbuild_add_video(b, &v, &idx, &d), 0);
+    assert_int_equal(reel_dsbuild_write(b, other, &d), 0);
+    reel_dsbuild_free(b);
+    assert_int_equal(rename(from, to), 0);
+    reel_engine *en2;
+    assert_int_equal(reel_engine_open(dir, &o, &en2, &d), REEL_EFORMAT);
+    assert_non_null(strstr(d.msg, "another dataset"));
+    free(from);
+    free(to);
+    test_rmtree(other);
+    free(other);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void reload_swaps_the_vectors_and_keeps_put_ones(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine *en = open_engine(dir);
+    float x[DIM] = {0, 1}; /* at 90 degrees: next to v11 (55) on that side */
+    put_video(en, "n1", "New", x, DIM);
+    reel_reco_item it[4];
+    uint32_t n;
+    assert_int_equal(reel_engine_similar(en, "v0", 1, it, &n), 0);
+    assert_int_equal(it[0].video, 1);
+    /* New vectors: video i at -i * 5 degrees; v0's neighbour is still
+     * v1, but v11's nearest is now v10, and n1 (kept) is far from all. */
+    reel_dataset *ds;
+    reel_diag d;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_vectors *vec;
+    reel_vectors_new(NV, DIM, "{}", &vec);
+    for (int i = 0; i < NV; i++) {
+        float *r = reel_vectors_row(vec, (uint32_t)i);
+        r[0] = cosf((float)i * 5 * 3.14159265f / 180);
+        r[1] = -sinf((float)i * 5 * 3.14159265f / 180);
+        vec->has[i] = 1;
+    }
+    vec->unit_norm = 1;
+    char *path = test_path(dir, "vectors/item2vec.reel");
+    assert_int_equal(reel_vectors_save(vec, ds, path, &d), 0);
+    free(path);
+    reel_vectors_free(vec);
+    reel_dataset_close(ds);
+    assert_int_equal(reel_engine_similar(en, "n1", 1, it, &n), 0);
+    assert_int_equal(it[0].video, 11);
+    reel_diag_clear(&d);
+    assert_int_equal(reel_engine_reload(en, &d), 0);
+    assert_int_equal(reel_engine_similar(en, "n1", 1, it, &n), 0);
+    assert_int_equal(it[0].video, 0); /* the nearest to 90 degrees now */
+    reel_engine_stats st;
+    reel_engine_get_stats(en, &st);
+    assert_int_equal(st.reloads, 1);
+    assert_int_equal(st.videos_indexed, NV + 1);
+    /* A broken file changes nothing. */
+    path = test_path(dir, "vectors/item2vec.reel");
+    FILE *f = fopen(path, "wb");
+    fputs("junk", f);
+    fclose(f);
+    free(path);
+    assert_int_not_equal(reel_engine_reload(en, &d), 0);
+    assert_int_equal(reel_engine_similar(en, "n1", 1, it, &n), 0);
+    assert_int_equal(it[0].video, 0);
+    finish(en, dir);
+}
+
+static void explain_gives_each_item_its_row(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine *en = open_engine(dir);
+    reel_reco_item it[3];
+    reel_engine_explain ex[3];
+    uint32_t n;
+    reel_engine_source src;
+    assert_int_equal(reel_engine_recommend(en, "u", 3, NULL, it, &n, &src, ex),
+                     0);
+    assert_int_equal(src, REEL_ENGINE_PERSONALIZED);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_true(ex[i].has_x);
+        assert_false(ex[i].has_phi); /* no ranker in the fixture */
+        /* Retrieval order without a ranker: x_rank is the position. */
+        assert_float_equal(ex[i].x[REEL_F_x_rank], (float)i, 0);
+        assert_float_equal(ex[i].x[REEL_F_x_sim], it[i].sim, 1e-6);
+    }
+    assert_int_equal(
+        reel_engine_recommend(en, "nobody", 3, NULL, it, &n, &src, ex), 0);
+    assert_int_equal(src, REEL_ENGINE_COLD_START);
+    assert_false(ex[0].has_x);
+    /* Per-request options: fewer candidates than k still answer k. */
+    reel_reco_opts o = reel_reco_opts_default();
+    o.candidates = 2;
+    assert_int_equal(reel_engine_recommend(en, "u", 3, &o, it, &n, &src, NULL),
+                     0);
+    assert_int_equal(n, 3);
     finish(en, dir);
 }
 
@@ -602,6 +1031,12 @@ int main(void)
         cmocka_unit_test(a_deleted_video_is_never_recommended_again),
         cmocka_unit_test(concurrent_writers_and_readers_agree_after_replay),
         cmocka_unit_test(a_held_log_or_missing_vectors_refuse_the_open),
+        cmocka_unit_test(a_put_video_is_recommendable_at_once),
+        cmocka_unit_test(cold_start_follows_the_demographic_segment),
+        cmocka_unit_test(a_snapshot_restores_the_state_and_truncates_the_log),
+        cmocka_unit_test(a_snapshot_of_another_dataset_is_refused),
+        cmocka_unit_test(reload_swaps_the_vectors_and_keeps_put_ones),
+        cmocka_unit_test(explain_gives_each_item_its_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
