@@ -46,10 +46,18 @@ int reel_cmd_parse_double(const char *s, double min, double max, double *out);
 int reel_cmd_parse_u64(const char *s, uint64_t min, uint64_t max,
                        uint64_t *out);
 
-/* --label (label != 0) or --ranker: parses arg into to or ro; 0, or the
- * usage error's exit status. */
-int reel_cmd_ranker_option(const char *cmd, int label, const char *arg,
-                           reel_trainset_opts *to, reel_ranker_opts *ro);
+/* The ranker options reel build and reel train share. */
+enum reel_cmd_ranker_opt {
+    REEL_CMD_LABEL,      /* --label */
+    REEL_CMD_RANKER,     /* --ranker */
+    REEL_CMD_QUERY_DECAY /* --query-decay */
+};
+
+/* Parses arg of option `which` into to or ro; 0, or the usage error's
+ * exit status. */
+int reel_cmd_ranker_option(const char *cmd, enum reel_cmd_ranker_opt which,
+                           const char *arg, reel_trainset_opts *to,
+                           reel_ranker_opts *ro);
 
 /* The ranker from every event of ds (training rows through the retrieval
  * of vec and ix), written to DIR/models/ (its path into path). Prints the

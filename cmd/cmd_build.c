@@ -25,7 +25,7 @@ static void help(FILE *out)
     fprintf(out,
             "usage: reel build DIR [--label watch30|click|like] "
             "[--ranker xgboost|mlp]\n"
-            "                  [--threads N]\n"
+            "                  [--query-decay D] [--threads N]\n"
             "\n"
             "Builds what `reel serve DIR` loads, with defaults:\n"
             "  DIR/vectors/item2vec.reel  item2vec vectors learned from the "
@@ -38,7 +38,9 @@ static void help(FILE *out)
             "  DIR/models/ranker.json     the ranker (reel train), or "
             "ranker-mlp.reel\n"
             "Each step is also a command of its own: reel embed, reel index "
-            "build,\nreel train.\n");
+            "build,\nreel train. --query-decay D trains the ranker on "
+            "recency-weighted queries\n(reel train); serve with the same "
+            "reco.recency_decay (docs/config.md).\n");
 }
 
 static int mkdir_in(const char *dir, const char *sub, char *path, size_t cap)
@@ -52,10 +54,11 @@ static int mkdir_in(const char *dir, const char *sub, char *path, size_t cap)
 
 int reel_cmd_build(int argc, char **argv)
 {
-    enum { O_LABEL = 256, O_RANKER, O_THREADS };
+    enum { O_LABEL = 256, O_RANKER, O_DECAY, O_THREADS };
     static const struct option opts[] = {
         {"label", required_argument, 0, O_LABEL},
         {"ranker", required_argument, 0, O_RANKER},
+        {"query-decay", required_argument, 0, O_DECAY},
         {"threads", required_argument, 0, O_THREADS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -70,8 +73,13 @@ int reel_cmd_build(int argc, char **argv)
         switch (c) {
         case O_LABEL:
         case O_RANKER:
-            if ((rc = reel_cmd_ranker_option("build", c == O_LABEL, optarg, &to,
-                                             &ro)))
+        case O_DECAY:
+            if ((rc = reel_cmd_ranker_option("build",
+                                             c == O_LABEL ? REEL_CMD_LABEL
+                                             : c == O_RANKER
+                                                 ? REEL_CMD_RANKER
+                                                 : REEL_CMD_QUERY_DECAY,
+                                             optarg, &to, &ro)))
                 return rc;
             break;
         case O_THREADS:

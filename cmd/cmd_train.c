@@ -88,15 +88,29 @@ static int base_open(const char *cmd, const char *dir, const char *vec_path,
     return 0;
 }
 
-int reel_cmd_ranker_option(const char *cmd, int label, const char *arg,
-                           reel_trainset_opts *to, reel_ranker_opts *ro)
+int reel_cmd_ranker_option(const char *cmd, enum reel_cmd_ranker_opt which,
+                           const char *arg, reel_trainset_opts *to,
+                           reel_ranker_opts *ro)
 {
-    if (label && reel_label_parse(arg, &to->label, &to->watch_seconds))
-        return reel_cmd_usage_error(
-            cmd, "unknown label '%s' (watch30, click, like)", arg);
-    if (!label && reel_ranker_kind_parse(arg, &ro->kind))
-        return reel_cmd_usage_error(cmd, "unknown ranker '%s' (xgboost, mlp)",
-                                    arg);
+    double x;
+    switch (which) {
+    case REEL_CMD_LABEL:
+        if (reel_label_parse(arg, &to->label, &to->watch_seconds))
+            return reel_cmd_usage_error(
+                cmd, "unknown label '%s' (watch30, click, like)", arg);
+        break;
+    case REEL_CMD_RANKER:
+        if (reel_ranker_kind_parse(arg, &ro->kind))
+            return reel_cmd_usage_error(
+                cmd, "unknown ranker '%s' (xgboost, mlp)", arg);
+        break;
+    case REEL_CMD_QUERY_DECAY:
+        if (reel_cmd_parse_double(arg, 0, 1, &x) || !(x > 0))
+            return reel_cmd_usage_error(
+                cmd, "bad --query-decay '%s' (0 < D <= 1)", arg);
+        to->recency_decay = (float)x;
+        break;
+    }
     return 0;
 }
 
@@ -147,6 +161,7 @@ static void train_help(FILE *out)
     fprintf(out,
             "usage: reel train DIR [--label watch30|click|like] "
             "[--ranker xgboost|mlp]\n"
+            "                  [--query-decay D]\n"
             "                  [--vectors FILE] [--candidates 200] "
             "[--negatives 9]\n"
             "                  [--max-rows 200000] [--trees 300] [--depth 6] "
@@ -169,6 +184,9 @@ static void train_help(FILE *out)
             "N s), click\n"
             "              (any positive event), like (like, share, rating "
             ">= 4)\n"
+            "  --query-decay D  recency weight of the retrieval query (1: "
+            "the mean of\n              the last 10 videos; serve with the "
+            "same reco.recency_decay)\n"
             "  --vectors   item vectors for retrieval (default "
             "DIR/vectors/item2vec.reel,\n"
             "              learned now when missing)\n");
@@ -179,6 +197,7 @@ int reel_cmd_train(int argc, char **argv)
     enum {
         O_LABEL = 256,
         O_RANKER,
+        O_DECAY,
         O_VECTORS,
         O_CAND,
         O_NEG,
@@ -191,6 +210,7 @@ int reel_cmd_train(int argc, char **argv)
     static const struct option opts[] = {
         {"label", required_argument, 0, O_LABEL},
         {"ranker", required_argument, 0, O_RANKER},
+        {"query-decay", required_argument, 0, O_DECAY},
         {"vectors", required_argument, 0, O_VECTORS},
         {"candidates", required_argument, 0, O_CAND},
         {"negatives", required_argument, 0, O_NEG},
@@ -212,8 +232,13 @@ int reel_cmd_train(int argc, char **argv)
         switch (c) {
         case O_LABEL:
         case O_RANKER:
-            if ((rc = reel_cmd_ranker_option("train", c == O_LABEL, optarg, &to,
-                                             &ro)))
+        case O_DECAY:
+            if ((rc = reel_cmd_ranker_option("train",
+                                             c == O_LABEL ? REEL_CMD_LABEL
+                                             : c == O_RANKER
+                                                 ? REEL_CMD_RANKER
+                                                 : REEL_CMD_QUERY_DECAY,
+                                             optarg, &to, &ro)))
                 return rc;
             break;
         case O_VECTORS:
