@@ -1,5 +1,6 @@
 #include "embed/coldstart.h"
 
+#include <cblas.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -86,9 +87,86 @@ void reel_cold_features(const reel_dataset *ds, float *x)
     }
 }
 
+/* Rows in use, packed: *m of them. */
+static void pack(const float *x, const float *y, const uint8_t *use, uint32_t n,
+                 uint32_t f, uint32_t dout, float **xs, float **ys, uint32_t *m)
+{
+    *m = 0;
+    for (uint32_t r = 0; r < n; r++)
+        *m += !use || use[r];
+    *xs = reel_xmalloc(((size_t)*m * f + 1) * sizeof **xs);
+    *ys = reel_xmalloc(((size_t)*m * dout + 1) * sizeof **ys);
+    for (uint32_t r = 0, k = 0; r < n; r++)
+        if (!use || use[r]) {
+            memcpy(*xs + (size_t)k * f, x + (size_t)r * f, f * sizeof **xs);
+            memcpy(*ys + (size_t)k * dout, y + (size_t)r * dout,
+                   dout * sizeof **ys);
+            k++;
+        }
+}
+
+/* Cholesky in place in double: the lower triangle of a (row-major d x d)
+ * becomes L with A = L L'. REEL_ERANGE when A is not positive definite. */
+static int cholesky(float *a, uint32_t d)
+{
+    double *l = reel_xcalloc((size_t)d * d + 1, sizeof *l);
+    int rc = 0;
+    for (uint32_t j = 0; j < d && !rc; j++) {
+        double s = a[(size_t)j * d + j];
+        for (uint32_t k = 0; k < j; k++)
+            s -= l[(size_t)j * d + k] * l[(size_t)j * d + k];
+        if (!(s > 0)) {
+            rc = REEL_ERANGE;
+            break;
+        }
+        double ljj = sqrt(s);
+        l[(size_t)j * d + j] = ljj;
+        for (uint32_t i = j + 1; i < d; i++) {
+            double t = a[(size_t)i * d + j];
+            for (uint32_t k = 0; k < j; k++)
+                t -= l[(size_t)i * d + k] * l[(size_t)j * d + k];
+            l[(size_t)i * d + j] = t / ljj;
+        }
+    }
+    for (size_t i = 0; i < (size_t)d * d && !rc; i++)
+        a[i] = (float)l[i];
+    free(l);
+    return rc;
+}
+
 int reel_ridge_fit(const float *x, const float *y, const uint8_t *use,
                    uint32_t n, uint32_t f, uint32_t dout, double lambda,
                    float *w)
+{
+    float *xs, *ys;
+    uint32_t m;
+    pack(x, y, use, n, f, dout, &xs, &ys, &m);
+    float *g = reel_xmalloc(((size_t)f * f + 1) * sizeof *g);
+    reel_als_gram(xs, m, f, g);
+    for (uint32_t i = 0; i < f; i++)
+        g[(size_t)i * f + i] += (float)lambda;
+    /* X'Y (f x dout) in one call, then both triangular solves for every
+     * output column at once. */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)f, (int)dout,
+                (int)m, 1.0f, xs, (int)f, ys, (int)dout, 0.0f, w, (int)dout);
+    int rc = cholesky(g, f);
+    if (!rc) {
+        cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans,
+                    CblasNonUnit, (int)f, (int)dout, 1.0f, g, (int)f, w,
+                    (int)dout);
+        cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans,
+                    CblasNonUnit, (int)f, (int)dout, 1.0f, g, (int)f, w,
+                    (int)dout);
+    }
+    free(xs);
+    free(ys);
+    free(g);
+    return rc;
+}
+
+int reel_ridge_fit_naive(const float *x, const float *y, const uint8_t *use,
+                         uint32_t n, uint32_t f, uint32_t dout, double lambda,
+                         float *w)
 {
     /* Rows in use, packed, so the Gram matrix is one BLAS call. */
     uint32_t m = 0;
@@ -153,31 +231,44 @@ int reel_cold_fill(const reel_dataset *ds, const reel_vectors *content,
         use[i] = cf->has[i] && (!has_x || has_x[i]);
     float *w = reel_xmalloc(((size_t)f * dout + 1) * sizeof *w);
     int rc = reel_ridge_fit(x, cf->data, use, n, f, dout, lambda, w);
-    for (uint32_t i = 0; i < n && !rc; i++) {
-        if (cf->has[i] || (has_x && !has_x[i]))
-            continue;
-        float *out = reel_vectors_row(cf, i);
-        const float *xi = x + (size_t)i * f;
-        for (uint32_t c = 0; c < dout; c++) {
-            double s = 0;
-            for (uint32_t k = 0; k < f; k++)
-                s += (double)xi[k] * w[(size_t)k * dout + c];
-            out[c] = (float)s;
-        }
-        /* With a prior the last coordinate is the predicted popularity
-         * term; the rest is unit length like the trained rows. */
-        uint32_t du = cf->prior ? dout - 1 : dout;
-        double n2 = 0;
-        for (uint32_t c = 0; c < du; c++)
-            n2 += (double)out[c] * out[c];
-        if (n2 <= 0)
-            continue;
-        if (cf->unit_norm || cf->prior)
+    /* The cold rows, a block at a time: X_block W in one call. */
+    enum { BLOCK = 4096 };
+    uint32_t *rows = reel_xmalloc(BLOCK * sizeof *rows);
+    float *xb = reel_xmalloc((size_t)BLOCK * f * sizeof *xb);
+    float *ob = reel_xmalloc((size_t)BLOCK * dout * sizeof *ob);
+    for (uint32_t i = 0; i < n && !rc;) {
+        uint32_t nb = 0;
+        for (; i < n && nb < BLOCK; i++)
+            if (!cf->has[i] && (!has_x || has_x[i])) {
+                memcpy(xb + (size_t)nb * f, x + (size_t)i * f, f * sizeof *xb);
+                rows[nb++] = i;
+            }
+        if (!nb)
+            break;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb,
+                    (int)dout, (int)f, 1.0f, xb, (int)f, w, (int)dout, 0.0f, ob,
+                    (int)dout);
+        for (uint32_t r = 0; r < nb; r++) {
+            float *out = reel_vectors_row(cf, rows[r]);
+            memcpy(out, ob + (size_t)r * dout, dout * sizeof *out);
+            /* With a prior the last coordinate is the predicted popularity
+             * term; the rest is unit length like the trained rows. */
+            uint32_t du = cf->prior ? dout - 1 : dout;
+            double n2 = 0;
             for (uint32_t c = 0; c < du; c++)
-                out[c] = (float)(out[c] / sqrt(n2));
-        cf->has[i] = 1;
-        (*n_filled)++;
+                n2 += (double)out[c] * out[c];
+            if (n2 <= 0)
+                continue;
+            if (cf->unit_norm || cf->prior)
+                for (uint32_t c = 0; c < du; c++)
+                    out[c] = (float)(out[c] / sqrt(n2));
+            cf->has[rows[r]] = 1;
+            (*n_filled)++;
+        }
     }
+    free(rows);
+    free(xb);
+    free(ob);
     free(x);
     free(use);
     free(w);

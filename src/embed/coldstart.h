@@ -8,7 +8,8 @@
  * flag), title words (hashed bag of words, L2-normalised) and a bias. A
  * ridge regression W = (X'X + lambda I)^-1 X'Y is fitted on the videos
  * that have collaborative vectors; cold videos get x W, L2-normalised.
- * reel_ridge_fit() is the solver (Gram matrix through OpenBLAS, Cholesky).
+ * reel_ridge_fit() is the solver (Gram matrix and X'Y through OpenBLAS,
+ * one Cholesky, triangular solves for every output column at once).
  * Thread rules: none; inputs are read-only.
  */
 #ifndef REEL_EMBED_COLDSTART_H
@@ -30,6 +31,11 @@ void reel_cold_features(const reel_dataset *ds, float *x);
 int reel_ridge_fit(const float *x, const float *y, const uint8_t *use,
                    uint32_t n, uint32_t f, uint32_t dout, double lambda,
                    float *w);
+/* The slow twin (X'y per column in double, one Cholesky per column): the
+ * reference the test holds reel_ridge_fit to. */
+int reel_ridge_fit_naive(const float *x, const float *y, const uint8_t *use,
+                         uint32_t n, uint32_t f, uint32_t dout, double lambda,
+                         float *w);
 
 /* Gives every video without a collaborative vector in `cf` one mapped
  * from content (`content` may be NULL: catalogue features). `cf` is

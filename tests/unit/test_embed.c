@@ -326,6 +326,33 @@ static void ridge_map_is_identity_on_a_toy_case(void **state)
     free(x);
 }
 
+/* BLAS ridge against the naive twin: random X and Y, rows in use by a
+ * mask, odd sizes. */
+static void ridge_fit_agrees_with_naive(void **state)
+{
+    (void)state;
+    enum { N = 700, F = 37, D = 13 };
+    float *x = malloc(N * F * sizeof *x), *y = malloc(N * D * sizeof *y);
+    float *w = malloc(F * D * sizeof *w), *wn = malloc(F * D * sizeof *wn);
+    uint8_t use[N];
+    reel_rng r;
+    reel_rng_seed(&r, 9);
+    for (int i = 0; i < N * F; i++)
+        x[i] = (float)reel_rng_normal(&r);
+    for (int i = 0; i < N * D; i++)
+        y[i] = (float)reel_rng_normal(&r);
+    for (int i = 0; i < N; i++)
+        use[i] = reel_rng_below(&r, 4) != 0;
+    assert_int_equal(reel_ridge_fit(x, y, use, N, F, D, 3.0, w), 0);
+    assert_int_equal(reel_ridge_fit_naive(x, y, use, N, F, D, 3.0, wn), 0);
+    for (int i = 0; i < F * D; i++)
+        assert_float_equal(w[i], wn[i], 1e-4);
+    free(x);
+    free(y);
+    free(w);
+    free(wn);
+}
+
 /* Cold videos land next to the warm videos of their category. */
 static void cold_videos_map_to_their_category(void **state)
 {
@@ -471,6 +498,7 @@ int main(void)
         cmocka_unit_test(als_recovers_planted_groups),
         cmocka_unit_test(gram_fast_and_naive_agree),
         cmocka_unit_test(ridge_map_is_identity_on_a_toy_case),
+        cmocka_unit_test(ridge_fit_agrees_with_naive),
         cmocka_unit_test(cold_videos_map_to_their_category),
         cmocka_unit_test(vectors_file_round_trips_by_id),
         cmocka_unit_test(vectors_grow_adds_absent_rows_and_never_shrinks),
