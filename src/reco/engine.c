@@ -95,6 +95,8 @@ struct reel_engine {
     struct segmap seg;
     uint32_t *cold; /* the global cold-start list */
     uint32_t n_cold;
+    uint32_t *trend, *pop; /* its parts as of cold_at */
+    uint32_t n_trend, n_pop;
     uint32_t *seg_cold[N_SEG];
     uint32_t n_seg_cold[N_SEG];
     double cold_at; /* monotonic time of the last computation */
@@ -397,16 +399,32 @@ static uint32_t *interleave(uint32_t *const *l, const uint32_t *nl, int k,
 }
 
 /*
- * The global list: trending, popular and new (videos added at run time
- * that have no positive event yet, newest first) round-robin; and each
- * segment's popular list (writer only).
+ * The global list: trending and popular as of the last cold_compute(),
+ * and new videos (added at run time, no positive event yet, newest
+ * first), round-robin (writer only). Cheap: a catalogue change calls it
+ * without recounting.
  */
-static void cold_compute(reel_engine *en)
+static void cold_merge(reel_engine *en)
 {
     uint32_t nv = en->n_videos, n = en->o.cold_n ? en->o.cold_n : 1;
     uint32_t n_ds = reel_meta_n_ds_videos(en->meta);
+    uint32_t *l[3] = {en->trend, en->pop, NULL};
+    uint32_t nl[3] = {en->n_trend, en->n_pop, 0};
+    l[2] = reel_xmalloc(((size_t)n + 1) * sizeof *l[2]);
+    for (uint32_t v = nv; v > n_ds && nl[2] < n; v--)
+        if (is_live(en, v - 1) && !en->pos[v - 1])
+            l[2][nl[2]++] = v - 1;
+    free(en->cold);
+    en->cold = interleave(l, nl, 3, nv, &en->n_cold);
+    free(l[2]);
+}
+
+/* Trending, popular and each segment's popular list, then the global list
+ * (writer only; O(videos + segment counts)). */
+static void cold_compute(reel_engine *en)
+{
+    uint32_t nv = en->n_videos, n = en->o.cold_n ? en->o.cold_n : 1;
     struct topn t = {reel_xmalloc((size_t)n * sizeof *t.h), 0, n};
-    uint32_t *l[3], nl[3];
     /* Decayed to the latest event: the order is the same at any later
      * time, since every count decays by the same factor. */
     for (uint32_t v = 0; v < nv; v++) {
@@ -415,21 +433,15 @@ static void cold_compute(reel_engine *en)
         double dt = en->last_ts - en->d1_ts[v];
         top_push(&t, v, (float)(en->d1[v] * (dt > 0 ? exp2(-dt / DAY) : 1.0)));
     }
-    l[0] = top_take(&t, &nl[0]);
+    free(en->trend);
+    en->trend = top_take(&t, &en->n_trend);
     for (uint32_t v = 0; v < nv; v++)
         if (is_live(en, v) && en->pos[v])
             top_push(&t, v, (float)en->pos[v]);
-    l[1] = top_take(&t, &nl[1]);
-    l[2] = reel_xmalloc(((size_t)n + 1) * sizeof *l[2]);
-    nl[2] = 0;
-    for (uint32_t v = nv; v > n_ds && nl[2] < n; v--)
-        if (is_live(en, v - 1) && !en->pos[v - 1])
-            l[2][nl[2]++] = v - 1;
-    free(en->cold);
-    en->cold = interleave(l, nl, 3, nv, &en->n_cold);
-    for (int j = 0; j < 3; j++)
-        free(l[j]);
+    free(en->pop);
+    en->pop = top_take(&t, &en->n_pop);
     free(t.h);
+    cold_merge(en);
     /* Per segment: one pass over the map, one heap per segment. */
     struct topn st[N_SEG];
     for (uint32_t s = 0; s < N_SEG; s++)
@@ -1368,6 +1380,8 @@ int reel_engine_close(reel_engine *en)
         free(en->hist[u].e);
     free(en->hist);
     free(en->cold);
+    free(en->trend);
+    free(en->pop);
     for (int s = 0; s < N_SEG; s++)
         free(en->seg_cold[s]);
     free(en->seg.key);
@@ -1438,9 +1452,11 @@ static void on_durable(void *ctx, uint64_t lsn, int err)
             en->state_lsn = b->last;
         }
         /* A catalogue change shows in the cold-start lists at once. */
-        if (catalogue || en->o.cold_refresh_s <= 0 ||
+        if (en->o.cold_refresh_s <= 0 ||
             reel_clock_mono() - en->cold_at >= en->o.cold_refresh_s)
             cold_compute(en);
+        else if (catalogue)
+            cold_merge(en);
         pthread_rwlock_unlock(&en->lock);
         atomic_fetch_add(&en->ingested, n);
         uint64_t since = atomic_fetch_add(&en->snap_events, n) + n;

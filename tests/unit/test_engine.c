@@ -737,6 +737,25 @@ static void a_put_video_is_recommendable_at_once(void **state)
     finish(en, dir);
 }
 
+/* With lists recomputed rarely, a new video still joins them at once. */
+static void a_new_video_joins_stale_cold_lists_at_once(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine_opts o = test_opts();
+    o.cold_refresh_s = 3600;
+    reel_engine *en = open_engine_with(dir, &o);
+    put_video(en, "n2", "Bare", NULL, 0);
+    reel_reco_item it[8];
+    reel_engine_source src;
+    uint32_t n = recommend(en, "nobody", 8, it, &src);
+    assert_int_equal(src, REEL_ENGINE_COLD_START);
+    /* trending v7, popular v7 (a duplicate), new n2: third of the walk */
+    assert_true(contains(it, n, video_number(en, "n2")));
+    assert_int_equal(it[1].video, video_number(en, "n2"));
+    finish(en, dir);
+}
+
 static void cold_start_follows_the_demographic_segment(void **state)
 {
     (void)state;
@@ -1032,6 +1051,7 @@ int main(void)
         cmocka_unit_test(concurrent_writers_and_readers_agree_after_replay),
         cmocka_unit_test(a_held_log_or_missing_vectors_refuse_the_open),
         cmocka_unit_test(a_put_video_is_recommendable_at_once),
+        cmocka_unit_test(a_new_video_joins_stale_cold_lists_at_once),
         cmocka_unit_test(cold_start_follows_the_demographic_segment),
         cmocka_unit_test(a_snapshot_restores_the_state_and_truncates_the_log),
         cmocka_unit_test(a_snapshot_of_another_dataset_is_refused),
