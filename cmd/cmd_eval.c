@@ -19,7 +19,7 @@ static void help(FILE *out)
             " [--window 50] [--negatives 5]\n"
             "                 [--prior 0.06] [--cold-lambda 10] "
             "[--ranker xgboost|mlp]\n"
-            "                 [--threads N]"
+            "                 [--cold-share 0.1] [--threads N]"
             " [--lambda 50] [--alpha 10]\n"
             "\n"
             "Evaluates recommendation methods offline on the dataset in DIR.\n"
@@ -37,13 +37,27 @@ static void help(FILE *out)
             "                  it) replayed in order, a request before each; "
             "HR@k,\n"
             "                  NDCG@k, MRR, latency\n"
-            "  cold-start      10%% of the videos (seeded) held out of "
-            "training entirely;\n"
-            "                  ann maps them in from catalogue features "
-            "(ridge);\n"
-            "                  each user's held-out videos ranked among "
-            "them\n"
-            "methods (all unless --method): popular, itemknn, ann (item2vec\n"
+            "  cold-start      10%% of the videos (seeded, --cold-share) held "
+            "out of\n"
+            "                  training entirely; ann maps them in from "
+            "catalogue\n"
+            "                  features (ridge); each user's held-out videos "
+            "ranked\n"
+            "                  among them\n"
+            "  cold-users      10%% of the users (seeded, --cold-share) held "
+            "out of\n"
+            "                  training entirely; each is asked for with no "
+            "history,\n"
+            "                  only demographics; all their positive videos "
+            "are targets\n"
+            "methods (unless --method: popular, itemknn, ann, full; under "
+            "cold-users\n"
+            "  popular, trending, segment, the ones that need no history):\n"
+            "  popular, trending (positives decayed, half-life one day),\n"
+            "  segment (the server's cold start: the popular list of the "
+            "user's\n"
+            "  age x gender segment round-robin with popular), itemknn, ann "
+            "(item2vec\n"
             "  vectors with a popularity prior (--prior), or --embedding als;\n"
             "  the mean of the last --history videos (default 10; the whole\n"
             "  training profile under random-75-25) queries an HNSW index;\n"
@@ -85,7 +99,8 @@ int reel_cmd_eval(int argc, char **argv)
         O_THREADS,
         O_RANKER,
         O_VECTORS,
-        O_DECAY
+        O_DECAY,
+        O_COLD_SHARE
     };
     static const struct option opts[] = {
         {"protocol", required_argument, 0, O_PROTO},
@@ -105,6 +120,7 @@ int reel_cmd_eval(int argc, char **argv)
         {"alpha", required_argument, 0, O_ALPHA},
         {"prior", required_argument, 0, O_PRIOR},
         {"cold-lambda", required_argument, 0, O_COLD_LAMBDA},
+        {"cold-share", required_argument, 0, O_COLD_SHARE},
         {"threads", required_argument, 0, O_THREADS},
         {"ranker", required_argument, 0, O_RANKER},
         {"vectors", required_argument, 0, O_VECTORS},
@@ -124,7 +140,7 @@ int reel_cmd_eval(int argc, char **argv)
                 return reel_cmd_usage_error(
                     "eval",
                     "unknown protocol '%s' (random-75-25, leave-last-out, "
-                    "replay, cold-start)",
+                    "replay, cold-start, cold-users)",
                     optarg);
             have_proto = 1;
             break;
@@ -138,7 +154,9 @@ int reel_cmd_eval(int argc, char **argv)
             enum reel_method m;
             if (reel_method_parse(optarg, &m))
                 return reel_cmd_usage_error(
-                    "eval", "unknown method '%s' (popular, itemknn, ann)",
+                    "eval",
+                    "unknown method '%s' (popular, itemknn, ann, full, "
+                    "trending, segment)",
                     optarg);
             o.methods |= 1u << m;
             break;
@@ -198,6 +216,14 @@ int reel_cmd_eval(int argc, char **argv)
                 return reel_cmd_usage_error("eval", "bad --cold-lambda '%s'",
                                             optarg);
             break;
+        case O_COLD_SHARE: {
+            double x;
+            if (reel_cmd_parse_double(optarg, 0, 1, &x) || !(x > 0 && x < 1))
+                return reel_cmd_usage_error(
+                    "eval", "--cold-share must be in (0, 1), not '%s'", optarg);
+            o.cold_share = x;
+            break;
+        }
         case O_PRIOR:
             if (reel_cmd_parse_double(optarg, 0, 10, &o.i2v.prior))
                 return reel_cmd_usage_error("eval", "bad --prior '%s' (0..10)",

@@ -999,6 +999,7 @@ int reel_cmd_serve(int argc, char **argv)
     eo.reco = cfg.reco;
     eo.cold_refresh_s = cfg.cold_refresh_s;
     eo.cold_n = cfg.cold_n;
+    eo.cold_segment_min = cfg.cold_segment_min;
     eo.snapshot_every_s = cfg.snapshot_every_s;
     eo.snapshot_every_events = cfg.snapshot_every_events;
     const char *token = cfg.token[0] ? cfg.token : NULL;

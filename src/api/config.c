@@ -63,6 +63,7 @@ static const struct key keys[] = {
     {"reco", "recency_decay", K_F32, AT(reco.recency_decay), 0, 1, 1},
     {"cold_start", "refresh_s", K_F64, AT(cold_refresh_s), 0, 86400, 0},
     {"cold_start", "n", K_U32, AT(cold_n), 1, 100000, 0},
+    {"cold_start", "segment_min", K_U64, AT(cold_segment_min), 0, 1e12, 0},
     {"snapshot", "every_s", K_F64, AT(snapshot_every_s), 0, 604800, 0},
     {"snapshot", "every_events", K_U64, AT(snapshot_every_events), 0, 1e12, 0},
 };
@@ -79,6 +80,7 @@ void reel_serve_config_init(reel_serve_config *cfg)
                                .reco = reel_reco_opts_default(),
                                .cold_refresh_s = 10,
                                .cold_n = 500,
+                               .cold_segment_min = 1000,
                                .snapshot_every_s = 300,
                                .snapshot_every_events = 1000000};
     snprintf(cfg->host, sizeof cfg->host, "%s", "127.0.0.1");

@@ -7,10 +7,10 @@
  * max_k, fsync, fsync_ms, and three groups, each an object: "reco" (the
  * recommendation options, reel_reco_opts: history_n, candidates,
  * max_per_category, fresh_boost, fresh_half_life_s, recency_decay),
- * "cold_start" (refresh_s, n) and "snapshot" (every_s, every_events).
- * Every key is optional: a file overlays the defaults (or whatever the
- * struct held) with the keys it has. Keys are named by their path in
- * messages ("reco.candidates").
+ * "cold_start" (refresh_s, n, segment_min) and "snapshot" (every_s,
+ * every_events). Every key is optional: a file overlays the defaults (or
+ * whatever the struct held) with the keys it has. Keys are named by their path
+ * in messages ("reco.candidates").
  *
  * Errors (REEL_E* and a diag whose file is the path given, borrowed):
  * a file that cannot be opened (REEL_ENOENT when missing, REEL_EIO
@@ -55,6 +55,8 @@ typedef struct reel_serve_config {
     reel_reco_opts reco;            /* reel_reco_opts_default() */
     double cold_refresh_s;          /* 10: cold-start lists' age limit */
     uint32_t cold_n;                /* 500: length of each cold-start list */
+    uint64_t cold_segment_min;      /* 1000: a segment's list is used from this
+                                       many positive events on */
     double snapshot_every_s;        /* 300; 0: never by time */
     uint64_t snapshot_every_events; /* 1000000; 0: never by count */
 } reel_serve_config;

@@ -891,3 +891,22 @@ uint32_t reel_dataset_find_user(const reel_dataset *ds, const char *id,
 {
     return reel_strindex_find(&ds->u_ix, &ds->u.id, id, len);
 }
+
+uint32_t reel_user_segment(const reel_users *us, uint32_t u)
+{
+    if (u >= us->n)
+        return REEL_NO_SEGMENT;
+    static const int upper[] = {18, 25, 35, 45, 50, 56};
+    uint32_t a = REEL_SEGMENT_AGES - 1, g = REEL_SEGMENT_GENDERS - 1;
+    if (us->age[u] >= 0) {
+        a = 6;
+        for (uint32_t b = 0; b < 6; b++)
+            if (us->age[u] < upper[b]) {
+                a = b;
+                break;
+            }
+    }
+    if (us->gender[u] != REEL_NONE && us->gender[u] < 3)
+        g = us->gender[u];
+    return a * REEL_SEGMENT_GENDERS + g;
+}

@@ -105,6 +105,19 @@ typedef struct reel_events {
 
 typedef struct reel_dataset reel_dataset;
 
+/* Demographic segments, what cold start for new users is keyed on: age
+ * bucket (<18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+, unknown) x gender
+ * (dictionary id 0, 1, 2, else other or unknown); a user with both
+ * unknown (or beyond the table) has REEL_NO_SEGMENT. `reel serve` and
+ * `reel eval --protocol cold-users` share it. */
+enum {
+    REEL_SEGMENT_AGES = 8,
+    REEL_SEGMENT_GENDERS = 4,
+    REEL_SEGMENTS = REEL_SEGMENT_AGES * REEL_SEGMENT_GENDERS,
+    REEL_NO_SEGMENT = REEL_SEGMENTS - 1
+};
+uint32_t reel_user_segment(const reel_users *us, uint32_t u);
+
 /* Opens DIR/dataset.reel; refuses a damaged file with a clear message. */
 int reel_dataset_open(const char *dir, reel_dataset **out, reel_diag *d);
 void reel_dataset_close(reel_dataset *ds);

@@ -11,17 +11,26 @@
 #include "eval/eval_impl.h"
 
 static const char *const proto_names[] = {"random-75-25", "leave-last-out",
-                                          "replay", "cold-start"};
-static const char *const method_names[] = {"popular", "itemknn", "ann", "full"};
+                                          "replay", "cold-start", "cold-users"};
+static const char *const method_names[] = {"popular", "itemknn",  "ann",
+                                           "full",    "trending", "segment"};
+_Static_assert(sizeof proto_names / sizeof *proto_names == REEL_PROTO__COUNT,
+               "a name per protocol");
+_Static_assert((int)REEL_EVAL_AGE_GROUPS == (int)REEL_SEGMENT_AGES &&
+                   (int)REEL_EVAL_GROUPS ==
+                       (int)REEL_SEGMENT_AGES + (int)REEL_SEGMENT_GENDERS,
+               "cold-users' groups are the segments' age buckets and genders");
+_Static_assert(sizeof method_names / sizeof *method_names == REEL_METHOD__COUNT,
+               "a name per method");
 
 const char *reel_protocol_name(enum reel_protocol p)
 {
-    return (unsigned)p < 4 ? proto_names[p] : "?";
+    return (unsigned)p < REEL_PROTO__COUNT ? proto_names[p] : "?";
 }
 
 int reel_protocol_parse(const char *s, enum reel_protocol *out)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < REEL_PROTO__COUNT; i++)
         if (!strcmp(s, proto_names[i])) {
             *out = (enum reel_protocol)i;
             return 0;
@@ -42,6 +51,27 @@ int reel_method_parse(const char *s, enum reel_method *out)
             return 0;
         }
     return REEL_EINVAL;
+}
+
+/* Methods that need no history: the only ones a held-out user can be
+ * given. */
+static const uint32_t no_history = 1u << REEL_METHOD_POPULAR |
+                                   1u << REEL_METHOD_TRENDING |
+                                   1u << REEL_METHOD_SEGMENT;
+
+int reel_method_applies(enum reel_protocol p, enum reel_method m)
+{
+    if ((unsigned)m >= REEL_METHOD__COUNT)
+        return 0;
+    return p != REEL_PROTO_COLD_USERS || (no_history >> m & 1);
+}
+
+uint32_t reel_eval_default_methods(enum reel_protocol p)
+{
+    if (p == REEL_PROTO_COLD_USERS)
+        return no_history;
+    return 1u << REEL_METHOD_POPULAR | 1u << REEL_METHOD_ITEMKNN |
+           1u << REEL_METHOD_ANN | 1u << REEL_METHOD_FULL;
 }
 
 reel_eval_opts reel_eval_opts_default(void)
@@ -82,6 +112,9 @@ struct acc {
     uint64_t n_rec;
     double *lat;
     size_t n_lat, cap_lat;
+    const reel_users *users; /* COLD_USERS: the cases by group */
+    uint32_t g_n[REEL_EVAL_GROUPS];
+    double g_ndcg[REEL_EVAL_GROUPS], g_recall[REEL_EVAL_GROUPS];
 };
 
 void reel__eval_case(const uint32_t *list, uint32_t n, const uint8_t *rel,
@@ -116,12 +149,22 @@ void reel__eval_case(const uint32_t *list, uint32_t n, const uint8_t *rel,
 }
 
 /* rel[v] != 0 marks the n_rel relevant items. */
-static void score_case(struct acc *a, const struct method *m,
+static void score_case(struct acc *a, const struct method *m, uint32_t user,
                        const uint32_t *list, uint32_t n, const uint8_t *rel,
                        uint32_t n_rel, uint32_t k)
 {
     struct case_metrics c;
     reel__eval_case(list, n, rel, n_rel, k, &c);
+    if (a->users) {
+        uint32_t seg = reel_user_segment(a->users, user);
+        uint32_t g[2] = {seg / REEL_SEGMENT_GENDERS,
+                         REEL_EVAL_AGE_GROUPS + seg % REEL_SEGMENT_GENDERS};
+        for (int i = 0; i < 2; i++) {
+            a->g_n[g[i]]++;
+            a->g_ndcg[g[i]] += c.ndcg;
+            a->g_recall[g[i]] += c.recall;
+        }
+    }
     a->precision += c.precision;
     a->recall += c.recall;
     a->ndcg += c.ndcg;
@@ -161,6 +204,11 @@ static void finish(struct acc *a, uint32_t n_items, reel_eval_result *r)
         cov += a->recommended[i];
     r->coverage = n_items ? (double)cov / n_items : 0;
     r->popularity_bias = a->n_rec ? a->pop_pct / (double)a->n_rec : 0;
+    for (int g = 0; g < REEL_EVAL_GROUPS; g++) {
+        r->group_cases[g] = a->g_n[g];
+        r->group_ndcg[g] = a->g_n[g] ? a->g_ndcg[g] / a->g_n[g] : 0;
+        r->group_recall[g] = a->g_n[g] ? a->g_recall[g] / a->g_n[g] : 0;
+    }
     if (a->n_lat) {
         qsort(a->lat, a->n_lat, sizeof *a->lat, cmp_double);
         r->latency_p50_us = a->lat[a->n_lat / 2];
@@ -172,14 +220,26 @@ static void finish(struct acc *a, uint32_t n_items, reel_eval_result *r)
  * distinct items, the first round(ratio * n) train; for LAST, the item
  * interacted with last is the test; for COLD, the held-out videos (a
  * seeded share of those with interactions) are the test and every event
- * on them is out of training. Marks test items in is_test. */
+ * on them is out of training; for COLD_USERS, a held-out user's items are
+ * all test and none of their events trains. */
 struct split {
     uint8_t *keep;   /* per event: in training */
     uint64_t *t_off; /* per user: test items, CSR */
     uint32_t *t_item;
     uint64_t *cold; /* COLD: bitmap of the held-out videos */
     uint32_t n_cold;
+    uint32_t n_cold_users; /* COLD_USERS: held-out users with a positive */
+    uint32_t n_cold_seg;   /* and of them, those with a segment */
 };
+
+/* COLD_USERS: each user is held out with probability cold_share, decided
+ * by a hash of (seed, user) (another stream than COLD's videos). */
+static int user_held_out(const reel_eval_opts *o, uint32_t u)
+{
+    reel_rng r;
+    reel_rng_seed2(&r, o->seed ^ 0xc01d05e5, u);
+    return reel_rng_uniform(&r) < o->cold_share;
+}
 
 /* COLD: each video with interactions is held out with probability
  * cold_share, decided by a hash of (seed, video). */
@@ -246,6 +306,15 @@ static void make_split(const reel_dataset *ds, const reel_inter *all,
             for (uint32_t i = 0; i < n; i++)
                 if (is_cold(s, items[i]))
                     state[items[i]] = n_warm ? 2 : 3;
+        } else if (o->protocol == REEL_PROTO_COLD_USERS && n > 0 &&
+                   user_held_out(o, u)) {
+            /* Every positive video is a target and nothing of the user
+             * trains: at request time the user has no history. */
+            for (uint32_t i = 0; i < n; i++)
+                state[items[i]] = 2;
+            s->n_cold_users++;
+            s->n_cold_seg +=
+                reel_user_segment(reel_dataset_users(ds), u) != REEL_NO_SEGMENT;
         } else if (o->protocol == REEL_PROTO_LAST && n > 1) {
             uint32_t last = all->item[all->off[u + 1] - 1];
             state[last] = 2;
@@ -300,7 +369,7 @@ static void run_static(const reel_inter *tr, const struct split *s, double now,
             m, u, now, tr->item + tr->off[u],
             (uint32_t)(tr->off[u + 1] - tr->off[u]), seen, seen_list, n_seen,
             reel_eval_history(o), REEL_EVAL_KMAX, out);
-        score_case(a, m, out, n, rel, (uint32_t)(t1 - t0), o->k);
+        score_case(a, m, u, out, n, rel, (uint32_t)(t1 - t0), o->k);
         for (uint32_t i = 0; i < n_seen; i++)
             seen[seen_list[i]] = 0;
         for (uint64_t t = t0; t < t1; t++)
@@ -359,7 +428,7 @@ static void run_replay(const reel_dataset *ds, const reel_inter *tr,
             REEL_GROW(a->lat, a->cap_lat, a->n_lat + 1);
             a->lat[a->n_lat++] = us;
             rel[v] = 1;
-            score_case(a, m, out, n, rel, 1, o->k);
+            score_case(a, m, u, out, n, rel, 1, o->k);
             rel[v] = 0;
         }
         for (uint32_t t = 0; t < n_seen; t++)
@@ -390,6 +459,23 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
     if (!(o->recency_decay > 0 && o->recency_decay <= 1))
         return reel_diag_fail(d, REEL_EINVAL,
                               "the query's recency decay must be in (0, 1]");
+    uint32_t want =
+        o->methods ? o->methods : reel_eval_default_methods(o->protocol);
+    uint32_t runs = 0;
+    for (int mk = 0; mk < REEL_METHOD__COUNT; mk++)
+        runs += (want >> mk & 1) &&
+                reel_method_applies(o->protocol, (enum reel_method)mk);
+    if (!runs)
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "none of the methods asked for applies under "
+                              "%s: its users have no history, so only "
+                              "popular, trending and segment do",
+                              reel_protocol_name(o->protocol));
+    if ((o->protocol == REEL_PROTO_COLD ||
+         o->protocol == REEL_PROTO_COLD_USERS) &&
+        !(o->cold_share > 0 && o->cold_share < 1))
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "the held-out share must be in (0, 1)");
     const reel_events *e = reel_dataset_events(ds);
     reel_inter all, tr;
     struct split s = {0};
@@ -420,7 +506,8 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
             now = e->ts[i];
     int rc = 0;
     for (int mk = 0; mk < REEL_METHOD__COUNT; mk++) {
-        if (o->methods && !(o->methods & (1u << mk)))
+        if (!(want >> mk & 1) ||
+            !reel_method_applies(o->protocol, (enum reel_method)mk))
             continue;
         struct method m;
         double t0 = reel_clock_mono();
@@ -432,6 +519,8 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
         double t1 = reel_clock_mono();
         struct acc a = {0};
         a.recommended = reel_xcalloc(tr.n_items + 1, 1);
+        if (o->protocol == REEL_PROTO_COLD_USERS)
+            a.users = reel_dataset_users(ds);
         reel_progress p, *pp = o->quiet ? NULL : &p;
         if (pp)
             reel_progress_start(
@@ -456,6 +545,10 @@ int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
             r->coverage = s.n_cold ? (double)cov / s.n_cold : 0;
             r->cold_videos = s.n_cold;
             r->cold_filled = m.n_cold_filled;
+        }
+        if (o->protocol == REEL_PROTO_COLD_USERS) {
+            r->cold_users = s.n_cold_users;
+            r->cold_segmented = s.n_cold_seg;
         }
         r->fit_s = t1 - t0;
         r->eval_s = reel_clock_mono() - t1;

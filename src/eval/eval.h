@@ -13,6 +13,14 @@
  *    positive event the method is asked for k videos for that user (the
  *    videos seen so far excluded), then the event is applied to the user's
  *    history. HR@k, NDCG@k, MRR and latency per request.
+ *  - COLD: a seeded share of the videos with interactions is held out of
+ *    training; each user's held-out videos are ranked among them.
+ *  - COLD_USERS: a seeded share of the users (cold_share, a hash of
+ *    (seed, user)) is held out of training entirely; each held-out user
+ *    with a positive event is a case whose targets are all their positive
+ *    videos, asked for with no history (nothing seen), only the user's
+ *    demographics. Methods that need a history do not apply
+ *    (reel_method_applies) and are skipped.
  * MRR is the reciprocal rank of the first hit within the top 50 (0 when
  * none). Every protocol also reports recall@1..50, catalogue coverage and
  * popularity bias (the mean training-popularity percentile of what was
@@ -29,10 +37,14 @@
  * of src/rank/features as of the request, and the ranker (XGBoost by
  * default) trained on rows built from the training events only,
  * src/rank/trainset; under replay the feature state follows the replayed
- * events). FULL
- * (retrieval + ranker) arrives with the ranking issue. Thread rules:
- * reel_eval_run() is single-threaded apart from the embedding training it
- * starts; the dataset is only read.
+ * events). TRENDING (training positives decayed with a half-life of one
+ * day to the last training event, the server's trending list) and SEGMENT
+ * (the server's cold-start answer for a user with demographics: the
+ * popular list of the user's segment, age bucket x gender, counted over
+ * the training users of that segment, round-robin with the global popular
+ * list; a user without a segment gets the popular list) need no history.
+ * Thread rules: reel_eval_run() is single-threaded apart from the
+ * embedding training it starts; the dataset is only read.
  */
 #ifndef REEL_EVAL_EVAL_H
 #define REEL_EVAL_EVAL_H
@@ -51,7 +63,9 @@ enum reel_protocol {
     REEL_PROTO_RANDOM,
     REEL_PROTO_LAST,
     REEL_PROTO_REPLAY,
-    REEL_PROTO_COLD
+    REEL_PROTO_COLD,
+    REEL_PROTO_COLD_USERS,
+    REEL_PROTO__COUNT
 };
 
 enum reel_method {
@@ -59,15 +73,31 @@ enum reel_method {
     REEL_METHOD_ITEMKNN,
     REEL_METHOD_ANN,
     REEL_METHOD_FULL,
+    REEL_METHOD_TRENDING,
+    REEL_METHOD_SEGMENT,
     REEL_METHOD__COUNT
 };
 
-enum { REEL_EVAL_KMAX = 50 };
+enum {
+    REEL_EVAL_KMAX = 50,
+    /* COLD_USERS' breakdown of the cases: the server's 8 age buckets
+     * (<18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+, unknown), then its 4
+     * genders (dictionary id 0, 1, 2, other or unknown). */
+    REEL_EVAL_AGE_GROUPS = 8,
+    REEL_EVAL_GROUPS = 12
+};
 
 const char *reel_protocol_name(enum reel_protocol p);
 int reel_protocol_parse(const char *s, enum reel_protocol *out);
 const char *reel_method_name(enum reel_method m);
 int reel_method_parse(const char *s, enum reel_method *out);
+/* Whether method m can be measured under protocol p: under COLD_USERS
+ * only the methods that need no history (POPULAR, TRENDING, SEGMENT). */
+int reel_method_applies(enum reel_protocol p, enum reel_method m);
+/* The methods run when none is asked for (a bit set of enum reel_method):
+ * POPULAR, ITEMKNN, ANN and FULL; under COLD_USERS POPULAR, TRENDING and
+ * SEGMENT. */
+uint32_t reel_eval_default_methods(enum reel_protocol p);
 
 typedef struct reel_eval_opts {
     enum reel_protocol protocol;
@@ -75,15 +105,19 @@ typedef struct reel_eval_opts {
     uint64_t seed;       /* 42: the random split */
     double train_ratio;  /* 0.75 */
     double replay_train; /* 0.8: share of events before the replay cut */
-    double cold_share;   /* 0.1: videos held out by the cold-start protocol */
+    double cold_share;   /* 0.1: the videos (COLD) or users (COLD_USERS)
+                            held out */
     double cold_lambda;  /* 10: ridge penalty of the cold-start map */
     uint32_t history_n;  /* the ANN query's last N; 0: reel_eval_history */
     /* The ANN and FULL query: 1 the mean of the last N, else the i-th
      * newest weighs recency_decay^i (reel_reco_opts), in (0, 1]; FULL's
      * rows are retrieved with the same query. */
     float recency_decay;
-    uint32_t methods; /* bit set of enum reel_method; 0 = all */
-    int embedding;    /* ANN's vectors: 0 item2vec (default), 1 ALS */
+    /* Bit set of enum reel_method; 0: reel_eval_default_methods(). Those
+     * that do not apply under the protocol are skipped (reel_eval_run
+     * fails when none applies). */
+    uint32_t methods;
+    int embedding; /* ANN's vectors: 0 item2vec (default), 1 ALS */
     /* Given vectors instead of learned ones (content vectors, a
      * concatenation); borrowed. Vectors learned from all events know the
      * test split: only content vectors give a fair figure. */
@@ -105,18 +139,27 @@ uint32_t reel_eval_history(const reel_eval_opts *o);
 
 typedef struct reel_eval_result {
     enum reel_method method;
-    uint64_t n_cases; /* users (RANDOM, LAST) or requests (REPLAY) */
+    uint64_t n_cases; /* users (RANDOM, LAST, COLD, COLD_USERS) or requests
+                         (REPLAY) */
     double precision, recall, ndcg, map, mrr, hr;
     double recall_at[REEL_EVAL_KMAX + 1]; /* [k], k = 1..50 */
     double coverage, popularity_bias;
     double latency_p50_us, latency_p99_us;
     double fit_s, eval_s;
-    uint32_t cold_videos; /* cold-start: videos held out */
-    uint32_t cold_filled; /* cold-start: of all videos without a trained
-                             vector, those the map gave one (ann) */
+    uint32_t cold_videos;    /* cold-start: videos held out */
+    uint32_t cold_filled;    /* cold-start: of all videos without a trained
+                                vector, those the map gave one (ann) */
+    uint32_t cold_users;     /* cold-users: held-out users with a positive
+                                event (the cases) */
+    uint32_t cold_segmented; /* cold-users: of those, users with a segment
+                                (age or gender known) */
+    /* cold-users: cases, NDCG@k and recall@k per group (means) */
+    uint32_t group_cases[REEL_EVAL_GROUPS];
+    double group_ndcg[REEL_EVAL_GROUPS], group_recall[REEL_EVAL_GROUPS];
 } reel_eval_result;
 
-/* Runs every selected method; fills res[0..*n_res) in enum order. */
+/* Runs every selected method that applies under the protocol; fills
+ * res[0..*n_res) in enum order. */
 int reel_eval_run(const reel_dataset *ds, const reel_eval_opts *o,
                   reel_eval_result *res, uint32_t *n_res, reel_diag *d);
 

@@ -19,7 +19,11 @@ struct method {
     enum reel_method kind;
     uint32_t n_items;
     uint32_t *pop_count, *pop_order, *pop_rank;
-    uint64_t *nb_off; /* itemknn neighbours, CSR */
+    uint32_t *trend_order;   /* trending: every video, most first */
+    const reel_users *users; /* segment: the users' demographics */
+    uint64_t *seg_off;       /* segment: per segment, CSR of its videos */
+    uint32_t *seg_item;      /* with a training user in it, most first */
+    uint64_t *nb_off;        /* itemknn neighbours, CSR */
     uint32_t *nb_id;
     float *nb_sim;
     float *score; /* scratch, zero between calls */

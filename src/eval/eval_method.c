@@ -11,6 +11,8 @@
 
 enum { KNN_NEIGHBOURS = 200 };
 
+#define DAY 86400.0
+
 static uint64_t mix(uint64_t x)
 {
     x ^= x >> 33;
@@ -68,6 +70,85 @@ static void fit_popular(struct method *m, const reel_inter *tr)
     m->pop_rank = reel_xmalloc((ni + 1) * sizeof *m->pop_rank);
     for (uint32_t i = 0; i < ni; i++)
         m->pop_rank[m->pop_order[i]] = i;
+    free(mark);
+    free(buf);
+}
+
+/* Videos by decayed training positives: each interaction weighs
+ * 2^-(days before the last training event), the server's trending count
+ * (src/reco/engine.c, half-life one day). Equal weights, and weights
+ * that decay to nothing in a double (a long dataset's old years), keep
+ * the popular order. */
+struct trend_ctx {
+    const double *w;
+    const uint32_t *pop_rank;
+};
+
+static int cmp_trend(const void *a, const void *b, void *ctx)
+{
+    const struct trend_ctx *c = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (c->w[x] != c->w[y])
+        return c->w[x] > c->w[y] ? -1 : 1;
+    return (c->pop_rank[x] > c->pop_rank[y]) -
+           (c->pop_rank[x] < c->pop_rank[y]);
+}
+
+static void fit_trending(struct method *m, const reel_inter *tr)
+{
+    uint32_t ni = tr->n_items;
+    uint64_t ne = tr->off[tr->n_users];
+    double last = 0;
+    for (uint64_t k = 0; k < ne; k++)
+        last = tr->ts[k] > last ? tr->ts[k] : last;
+    double *w = reel_xcalloc(ni + 1, sizeof *w);
+    for (uint64_t k = 0; k < ne; k++)
+        w[tr->item[k]] += exp2(-(last - tr->ts[k]) / DAY);
+    m->trend_order = reel_xmalloc((ni + 1) * sizeof *m->trend_order);
+    memcpy(m->trend_order, m->pop_order, ni * sizeof *m->trend_order);
+    struct trend_ctx c = {w, m->pop_rank};
+    qsort_r(m->trend_order, ni, sizeof *m->trend_order, cmp_trend, &c);
+    free(w);
+}
+
+/* Per segment, its videos by the number of its training users who
+ * interacted with them (users, as popular counts; the server counts
+ * positive events), ties in popular's hashed order. Videos no user of the
+ * segment touched are not in its list. */
+static void fit_segment(struct method *m, const reel_dataset *ds,
+                        const reel_inter *tr)
+{
+    uint32_t ni = tr->n_items, nu = tr->n_users;
+    m->users = reel_dataset_users(ds);
+    uint32_t *seg = reel_xmalloc(((size_t)nu + 1) * sizeof *seg);
+    for (uint32_t u = 0; u < nu; u++)
+        seg[u] = reel_user_segment(m->users, u);
+    uint32_t *cnt = reel_xcalloc(ni + 1, sizeof *cnt);
+    uint32_t *touched = reel_xmalloc((ni + 1) * sizeof *touched);
+    uint8_t *mark = reel_xcalloc(ni + 1, 1);
+    uint32_t *buf = reel_xmalloc((ni + 1) * sizeof *buf);
+    m->seg_off = reel_xcalloc(REEL_SEGMENTS + 1, sizeof *m->seg_off);
+    size_t cap = 0;
+    for (uint32_t s = 0; s < REEL_SEGMENTS; s++) {
+        uint32_t nt = 0;
+        for (uint32_t u = 0; u < nu && s != REEL_NO_SEGMENT; u++) {
+            if (seg[u] != s)
+                continue;
+            uint32_t n = distinct(tr, u, mark, buf);
+            for (uint32_t i = 0; i < n; i++)
+                if (cnt[buf[i]]++ == 0)
+                    touched[nt++] = buf[i];
+        }
+        qsort_r(touched, nt, sizeof *touched, cmp_pop, cnt);
+        REEL_GROW(m->seg_item, cap, m->seg_off[s] + nt + 1);
+        memcpy(m->seg_item + m->seg_off[s], touched, nt * sizeof *touched);
+        m->seg_off[s + 1] = m->seg_off[s] + nt;
+        for (uint32_t t = 0; t < nt; t++)
+            cnt[touched[t]] = 0;
+    }
+    free(seg);
+    free(cnt);
+    free(touched);
     free(mark);
     free(buf);
 }
@@ -270,7 +351,11 @@ int reel__method_fit(struct method *m, enum reel_method kind,
         fit_itemknn(m, tr);
         /* Scratch for ranking, so a request allocates nothing. */
         m->ranked = reel_xmalloc((tr->n_items + 1) * sizeof *m->ranked);
-    } else if (kind == REEL_METHOD_ANN)
+    } else if (kind == REEL_METHOD_TRENDING)
+        fit_trending(m, tr);
+    else if (kind == REEL_METHOD_SEGMENT)
+        fit_segment(m, ds, tr);
+    else if (kind == REEL_METHOD_ANN)
         return fit_ann(m, ds, tr, o, shared, d);
     else if (kind == REEL_METHOD_FULL)
         return fit_full(m, ds, tr, keep, o, shared, d);
@@ -282,6 +367,9 @@ void reel__method_free(struct method *m)
     free(m->pop_count);
     free(m->pop_order);
     free(m->pop_rank);
+    free(m->trend_order);
+    free(m->seg_off);
+    free(m->seg_item);
     free(m->nb_off);
     free(m->nb_id);
     free(m->nb_sim);
@@ -299,12 +387,14 @@ void reel__method_free(struct method *m)
     memset(m, 0, sizeof *m);
 }
 
-/* Tops up out[n..k) with the most popular unseen items not already in it. */
-static uint32_t fill_popular(const struct method *m, const uint8_t *seen,
-                             uint32_t *out, uint32_t n, uint32_t k)
+/* Tops up out[n..k) with the first unseen items of order (every item)
+ * not already in it. */
+static uint32_t fill_order(const struct method *m, const uint32_t *order,
+                           const uint8_t *seen, uint32_t *out, uint32_t n,
+                           uint32_t k)
 {
     for (uint32_t r = 0; r < m->n_items && n < k; r++) {
-        uint32_t it = m->pop_order[r];
+        uint32_t it = order[r];
         if (seen[it] || !allowed(m, it))
             continue;
         int dup = 0;
@@ -313,6 +403,42 @@ static uint32_t fill_popular(const struct method *m, const uint8_t *seen,
         if (!dup)
             out[n++] = it;
     }
+    return n;
+}
+
+/* Tops up out[n..k) with the most popular unseen items not already in it. */
+static uint32_t fill_popular(const struct method *m, const uint8_t *seen,
+                             uint32_t *out, uint32_t n, uint32_t k)
+{
+    return fill_order(m, m->pop_order, seen, out, n, k);
+}
+
+/* The server's cold-start answer (cold_list() in src/reco/engine.c): the
+ * segment's list and the global one round-robin, the segment's first,
+ * each turn taking the list's next video that is neither seen nor already
+ * taken; a list that runs out passes its turns. The global list here is
+ * popular (the server's also mixes in trending and new videos). */
+static uint32_t rec_segment(const struct method *m, uint32_t user,
+                            const uint8_t *seen, uint32_t k, uint32_t *out)
+{
+    uint32_t s = reel_user_segment(m->users, user);
+    const uint32_t *l[2] = {m->seg_item + m->seg_off[s], m->pop_order};
+    uint64_t nl[2] = {m->seg_off[s + 1] - m->seg_off[s], m->n_items};
+    uint64_t at[2] = {0, 0};
+    uint32_t n = 0;
+    for (int j = 0; n < k && (at[0] < nl[0] || at[1] < nl[1]); j ^= 1)
+        while (at[j] < nl[j]) {
+            uint32_t v = l[j][at[j]++];
+            if (seen[v] || !allowed(m, v))
+                continue;
+            int dup = 0;
+            for (uint32_t t = 0; t < n && !dup; t++)
+                dup = out[t] == v;
+            if (dup)
+                continue;
+            out[n++] = v;
+            break;
+        }
     return n;
 }
 
@@ -417,6 +543,10 @@ uint32_t reel__method_recommend(struct method *m, uint32_t user, double now,
     switch (m->kind) {
     case REEL_METHOD_POPULAR:
         return fill_popular(m, seen, out, 0, k);
+    case REEL_METHOD_TRENDING:
+        return fill_order(m, m->trend_order, seen, out, 0, k);
+    case REEL_METHOD_SEGMENT:
+        return rec_segment(m, user, seen, k, out);
     case REEL_METHOD_ITEMKNN:
         return rec_itemknn(m, hist, n_hist, seen, k, out);
     case REEL_METHOD_ANN:

@@ -13,7 +13,25 @@
  * and MAP; the others one target per case (HR). */
 static int is_setwise(const reel_eval_opts *o)
 {
-    return o->protocol == REEL_PROTO_RANDOM || o->protocol == REEL_PROTO_COLD;
+    return o->protocol == REEL_PROTO_RANDOM || o->protocol == REEL_PROTO_COLD ||
+           o->protocol == REEL_PROTO_COLD_USERS;
+}
+
+/* cold-users' groups: the segments' age buckets, then their genders. */
+static const char *const group_names[REEL_EVAL_GROUPS] = {
+    "age <18",     "age 18-24",   "age 25-34",   "age 35-44",
+    "age 45-49",   "age 50-55",   "age 56+",     "age unknown",
+    "gender id 0", "gender id 1", "gender id 2", "gender other"};
+
+/* The methods asked for that the protocol cannot measure (skipped). */
+static uint32_t not_applicable(const reel_eval_opts *o)
+{
+    uint32_t na = 0;
+    for (int m = 0; m < REEL_METHOD__COUNT; m++)
+        if ((o->methods >> m & 1) &&
+            !reel_method_applies(o->protocol, (enum reel_method)m))
+            na |= 1u << m;
+    return na;
 }
 
 static int is_static(const reel_eval_opts *o)
@@ -65,6 +83,36 @@ void reel_eval_print(const reel_eval_opts *o, const reel_eval_result *res,
                 "\n%u videos held out of training; coverage is over them; "
                 "ann gave %u of them a vector from catalogue features\n",
                 res[0].cold_videos, res[n - 1].cold_filled);
+    if (o->protocol == REEL_PROTO_COLD_USERS && n > 0) {
+        fprintf(out,
+                "\n%u users held out of training (share %g), asked for with "
+                "no history;\n%u of them have a segment (age or gender), "
+                "segment gives the others popular's list\n",
+                res[0].cold_users, o->cold_share, res[0].cold_segmented);
+        fprintf(out, "\nndcg@k by group\n%-13s %6s", "group", "users");
+        for (uint32_t i = 0; i < n; i++)
+            fprintf(out, " %9s", reel_method_name(res[i].method));
+        fputc('\n', out);
+        for (int g = 0; g < REEL_EVAL_GROUPS; g++) {
+            if (!res[0].group_cases[g])
+                continue;
+            fprintf(out, "%-13s %6u", group_names[g], res[0].group_cases[g]);
+            for (uint32_t i = 0; i < n; i++)
+                fprintf(out, " %9.4f", res[i].group_ndcg[g]);
+            fputc('\n', out);
+        }
+    }
+    uint32_t na = not_applicable(o);
+    if (na) {
+        fprintf(out,
+                "\nnot applicable under %s (no history at request "
+                "time), skipped:",
+                reel_protocol_name(o->protocol));
+        for (int m = 0; m < REEL_METHOD__COUNT; m++)
+            if (na >> m & 1)
+                fprintf(out, " %s", reel_method_name((enum reel_method)m));
+        fputc('\n', out);
+    }
 }
 
 static json_t *to_json(const reel_eval_opts *o, const reel_eval_result *res,
@@ -77,6 +125,19 @@ static json_t *to_json(const reel_eval_opts *o, const reel_eval_result *res,
     json_object_set_new(root, "seed", json_integer((json_int_t)o->seed));
     if (o->recency_decay != 1)
         json_object_set_new(root, "query_decay", json_real(o->recency_decay));
+    if (o->protocol == REEL_PROTO_COLD_USERS ||
+        (o->protocol == REEL_PROTO_COLD &&
+         o->cold_share != reel_eval_opts_default().cold_share))
+        json_object_set_new(root, "cold_share", json_real(o->cold_share));
+    uint32_t na = not_applicable(o);
+    if (na) {
+        json_t *a = json_array();
+        for (int m = 0; m < REEL_METHOD__COUNT; m++)
+            if (na >> m & 1)
+                json_array_append_new(
+                    a, json_string(reel_method_name((enum reel_method)m)));
+        json_object_set_new(root, "not_applicable", a);
+    }
     json_t *methods = json_object();
     for (uint32_t i = 0; i < n; i++) {
         const reel_eval_result *r = &res[i];
@@ -107,6 +168,23 @@ static json_t *to_json(const reel_eval_opts *o, const reel_eval_result *res,
         if (o->protocol == REEL_PROTO_COLD) {
             json_object_set_new(m, "cold_videos", json_integer(r->cold_videos));
             json_object_set_new(m, "cold_filled", json_integer(r->cold_filled));
+        }
+        if (o->protocol == REEL_PROTO_COLD_USERS) {
+            json_object_set_new(m, "cold_users", json_integer(r->cold_users));
+            json_object_set_new(m, "cold_segmented",
+                                json_integer(r->cold_segmented));
+            json_t *groups = json_object();
+            for (int g = 0; g < REEL_EVAL_GROUPS; g++) {
+                if (!r->group_cases[g])
+                    continue;
+                json_t *x = json_object();
+                json_object_set_new(x, "cases",
+                                    json_integer(r->group_cases[g]));
+                json_object_set_new(x, "ndcg", json_real(r->group_ndcg[g]));
+                json_object_set_new(x, "recall", json_real(r->group_recall[g]));
+                json_object_set_new(groups, group_names[g], x);
+            }
+            json_object_set_new(m, "groups", groups);
         }
         json_object_set_new(m, "fit_s", json_real(r->fit_s));
         json_object_set_new(m, "eval_s", json_real(r->eval_s));

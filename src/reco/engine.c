@@ -30,10 +30,8 @@
 /* The events record (docs/formats/wal.md, "Type 1: events"). */
 enum { REC_HEAD = 8, EV_HEAD = 26, REC_VERSION = 1 };
 
-/* Demographic segments: age bucket (0..6, 7 unknown) x gender (dictionary
- * ids 0..2, 3 for anything else or unknown); the last (both unknown) is
- * no segment. */
-enum { AGE_B = 8, GENDER_B = 4, N_SEG = AGE_B * GENDER_B, NO_SEG = N_SEG - 1 };
+/* Demographic segments (reel_user_segment()). */
+enum { N_SEG = REEL_SEGMENTS, NO_SEG = REEL_NO_SEGMENT };
 
 /* Snapshot layout version (docs/formats/serve-snapshot.md). */
 enum { SNAP_VERSION = 1 };
@@ -139,6 +137,7 @@ void reel_engine_opts_init(reel_engine_opts *o)
                             .reco = reel_reco_opts_default(),
                             .cold_refresh_s = 10,
                             .cold_n = 500,
+                            .cold_segment_min = 1000,
                             .snapshot_every_s = 300,
                             .snapshot_every_events = 1000000,
                             .snapshot_on_close = 1};
@@ -216,25 +215,11 @@ static void videos_grow(reel_engine *en, uint32_t n)
     en->n_videos = n;
 }
 
-/* The user's segment (NO_SEG when neither attribute is known). */
+/* The user's demographic segment (NO_SEG when neither attribute is
+ * known). */
 static uint32_t segment_of(const reel_engine *en, uint32_t u)
 {
-    const reel_users *us = reel_meta_users(en->meta);
-    if (u >= us->n)
-        return NO_SEG;
-    static const int upper[] = {18, 25, 35, 45, 50, 56};
-    uint32_t a = 7, g = 3;
-    if (us->age[u] >= 0) {
-        a = 6;
-        for (uint32_t b = 0; b < 6; b++)
-            if (us->age[u] < upper[b]) {
-                a = b;
-                break;
-            }
-    }
-    if (us->gender[u] != REEL_NONE && us->gender[u] < 3)
-        g = us->gender[u];
-    return a * GENDER_B + g;
+    return reel_user_segment(reel_meta_users(en->meta), u);
 }
 
 static size_t seg_slot(const struct segmap *m, uint64_t key)
@@ -444,6 +429,7 @@ static void cold_compute(reel_engine *en)
     cold_merge(en);
     /* Per segment: one pass over the map, one heap per segment. */
     struct topn st[N_SEG];
+    uint64_t total[N_SEG] = {0};
     for (uint32_t s = 0; s < N_SEG; s++)
         st[s] = (struct topn){reel_xmalloc((size_t)n * sizeof *st[s].h), 0, n};
     for (size_t i = 0; i < en->seg.cap; i++) {
@@ -451,12 +437,16 @@ static void cold_compute(reel_engine *en)
         if (!k)
             continue;
         uint32_t s = (uint32_t)(k >> 32) - 1, v = (uint32_t)k;
+        if (s < N_SEG)
+            total[s] += en->seg.cnt[i];
         if (s < N_SEG && is_live(en, v))
             top_push(&st[s], v, (float)en->seg.cnt[i]);
     }
     for (uint32_t s = 0; s < N_SEG; s++) {
         free(en->seg_cold[s]);
         en->seg_cold[s] = top_take(&st[s], &en->n_seg_cold[s]);
+        if (total[s] < en->o.cold_segment_min)
+            en->n_seg_cold[s] = 0; /* too few to tell from noise */
         free(st[s].h);
     }
     en->cold_at = reel_clock_mono();

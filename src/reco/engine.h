@@ -97,6 +97,9 @@ typedef struct reel_engine_opts {
      * older than this (seconds; 0: after every batch). */
     double cold_refresh_s; /* 10 */
     uint32_t cold_n;       /* length of each list (500) */
+    /* A segment's list is used once it has this many positive events
+     * (1000; 0: always). */
+    uint64_t cold_segment_min;
     /* Background snapshots: every this many seconds (0: never by time)
      * or after this many applied events (0: never by count); only when
      * something changed. */

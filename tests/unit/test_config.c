@@ -37,6 +37,7 @@ static void assert_config_equal(const reel_serve_config *a,
     assert_true(a->reco.fresh_half_life_s == b->reco.fresh_half_life_s);
     assert_true(a->cold_refresh_s == b->cold_refresh_s);
     assert_int_equal(a->cold_n, b->cold_n);
+    assert_int_equal(a->cold_segment_min, b->cold_segment_min);
     assert_true(a->snapshot_every_s == b->snapshot_every_s);
     assert_int_equal(a->snapshot_every_events, b->snapshot_every_events);
 }
@@ -60,6 +61,7 @@ static void scrambled(reel_serve_config *c)
     c->reco.fresh_half_life_s = 60;
     c->cold_refresh_s = 1;
     c->cold_n = 9;
+    c->cold_segment_min = 4;
     c->snapshot_every_s = 5;
     c->snapshot_every_events = 5;
 }
@@ -121,6 +123,7 @@ static void defaults_are_the_engines_and_the_command_lines(void **state)
     assert_int_equal(c.fsync_ms, eo.interval_ms);
     assert_true(c.cold_refresh_s == eo.cold_refresh_s);
     assert_int_equal(c.cold_n, eo.cold_n);
+    assert_int_equal(c.cold_segment_min, eo.cold_segment_min);
     reel_serve_config e = c;
     e.reco = eo.reco;
     assert_config_equal(&c, &e);
@@ -147,7 +150,7 @@ static void every_key_reaches_its_field(void **state)
                                "\"fresh_boost\": 0.25, "
                                "\"fresh_half_life_s\": 60},\n"
                                "\"cold_start\": {\"refresh_s\": 1, "
-                               "\"n\": 9},\n"
+                               "\"n\": 9, \"segment_min\": 4},\n"
                                "\"snapshot\": {\"every_s\": 5, "
                                "\"every_events\": 5}}\n",
                                &c, msg, sizeof msg),

@@ -90,6 +90,7 @@ static reel_engine_opts test_opts(void)
     reel_engine_opts o;
     reel_engine_opts_init(&o);
     o.cold_refresh_s = 0;
+    o.cold_segment_min = 1;
     o.snapshot_every_s = 0;
     o.snapshot_every_events = 0;
     o.snapshot_on_close = 0;
@@ -790,6 +791,13 @@ static void cold_start_follows_the_demographic_segment(void **state)
     assert_int_equal(reel_engine_user_get(en, "zz", &a, &r, &events),
                      REEL_ENOENT);
     reel_arena_free(&a);
+    assert_int_equal(reel_engine_close(en), 0);
+    /* A segment with fewer events than cold_segment_min is not used. */
+    reel_engine_opts o = test_opts();
+    o.cold_segment_min = 2;
+    en = open_engine_with(dir, &o);
+    recommend(en, "a3", 4, it, &src);
+    assert_int_not_equal(it[0].video, 11);
     finish(en, dir);
 }
 

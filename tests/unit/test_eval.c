@@ -1,5 +1,6 @@
 /* Unit tests of src/eval: metric definitions by hand, protocols on a
- * dataset small enough to rank by hand, split determinism. */
+ * dataset small enough to rank by hand, split determinism, the
+ * demographic segments of cold-users. */
 #include "testutil.h"
 
 #include <math.h>
@@ -244,6 +245,211 @@ static void cold_start_ranks_only_held_out_videos(void **state)
     free(dir);
 }
 
+/* The segments are the server's (segment_of() in src/reco/engine.c): age
+ * buckets split at 18, 25, 35, 45, 50 and 56, gender ids 0..2, and "no
+ * segment" only when both are unknown. */
+static void segments_bucket_age_and_gender_like_the_server(void **state)
+{
+    (void)state;
+    static const struct {
+        int16_t age;
+        uint32_t gender, want;
+    } c[] = {
+        {17, 0, 0},     {18, 1, 4 + 1},
+        {24, 2, 4 + 2}, {25, 0, 8},
+        {34, 0, 8},     {35, 0, 12},
+        {44, 0, 12},    {45, 0, 16},
+        {49, 0, 16},    {50, 0, 20},
+        {55, 0, 20},    {56, 0, 24},
+        {90, 0, 24},    {-1, 1, 28 + 1},
+        {30, 3, 8 + 3}, {-1, REEL_NONE, REEL_NO_SEGMENT},
+    };
+    enum { N = sizeof c / sizeof *c };
+    int16_t age[N];
+    uint32_t gender[N];
+    for (uint32_t u = 0; u < N; u++) {
+        age[u] = c[u].age;
+        gender[u] = c[u].gender;
+    }
+    reel_users us = {.n = N, .age = age, .gender = gender};
+    for (uint32_t u = 0; u < N; u++)
+        assert_int_equal(reel_user_segment(&us, u), c[u].want);
+    /* A user beyond the table (added after the dataset) has none. */
+    assert_int_equal(reel_user_segment(&us, N), REEL_NO_SEGMENT);
+}
+
+/* Two segments with disjoint tastes: 30 users aged 15 (gender f) each
+ * watch v0..v9, 60 users aged 60 (gender m) each watch v10..v19; 20 more
+ * videos nobody watches. With the older segment twice as large, popular's
+ * top 10 is v10..v19 for everyone: a held-out young user has no hit in it
+ * (first at rank 11). segment gives them their segment's list round-robin
+ * with popular, the server's interleave: hits at ranks 1, 3, 5, 7 and 9.
+ * An older user gets all ten of their videos from both methods. */
+static reel_dataset *two_segments(char *dir)
+{
+    reel_dsbuild *b;
+    reel_dsbuild_new(&b);
+    reel_diag d;
+    for (int i = 0; i < 40; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "v%d", i);
+        reel_dsbuild_video_ref(b, id, strlen(id));
+    }
+    double ts = 1000;
+    for (int u = 0; u < 90; u++) {
+        char id[8];
+        snprintf(id, sizeof id, "u%d", u);
+        int young = u < 30;
+        reel_user_rec ur = reel_user_rec_empty();
+        ur.id = id;
+        ur.age = young ? 15 : 60;
+        ur.gender = young ? "f" : "m";
+        uint32_t uid;
+        assert_int_equal(reel_dsbuild_add_user(b, &ur, &uid, &d), 0);
+        for (int j = 0; j < 10; j++) {
+            reel_event_rec e = reel_event_rec_empty();
+            e.user = uid;
+            e.video = (uint32_t)((young ? 0 : 10) + (u + j) % 10);
+            e.type = REEL_EV_WATCH;
+            e.ts = ts++;
+            assert_int_equal(reel_dsbuild_add_event(b, &e, &d), 0);
+        }
+    }
+    assert_int_equal(reel_dsbuild_write(b, dir, &d), 0);
+    reel_dsbuild_free(b);
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    return ds;
+}
+
+static void cold_users_segment_beats_popular_when_tastes_differ(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    reel_dataset *ds = two_segments(dir);
+    reel_eval_opts o = reel_eval_opts_default();
+    o.protocol = REEL_PROTO_COLD_USERS;
+    o.cold_share = 0.3;
+    o.quiet = 1;
+    reel_eval_result r[REEL_METHOD__COUNT];
+    uint32_t n;
+    reel_diag d;
+    /* By default the methods without history: popular, trending, segment. */
+    assert_int_equal(reel_eval_run(ds, &o, r, &n, &d), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(r[0].method, REEL_METHOD_POPULAR);
+    assert_int_equal(r[1].method, REEL_METHOD_TRENDING);
+    assert_int_equal(r[2].method, REEL_METHOD_SEGMENT);
+    const reel_eval_result *pop = &r[0], *seg = &r[2];
+    enum { YOUNG = 0, OLD = 6 }; /* age groups <18 and 56+ */
+    uint32_t ny = pop->group_cases[YOUNG], no = pop->group_cases[OLD];
+    assert_true(ny > 0 && no > 0);
+    assert_int_equal(pop->cold_users, ny + no);
+    assert_int_equal(pop->cold_segmented, ny + no);
+    assert_int_equal(pop->n_cases, ny + no);
+    assert_int_equal(seg->group_cases[YOUNG], ny);
+    /* The young: nothing in popular's top 10, the first hit at 11. */
+    assert_float_equal(pop->group_ndcg[YOUNG], 0, 0);
+    assert_float_equal(pop->group_recall[YOUNG], 0, 0);
+    double idcg = 0, dcg = 0;
+    for (int r_ = 1; r_ <= 10; r_++) {
+        idcg += 1 / log2(r_ + 1.0);
+        dcg += r_ % 2 ? 1 / log2(r_ + 1.0) : 0;
+    }
+    assert_float_equal(seg->group_ndcg[YOUNG], dcg / idcg, 1e-12);
+    assert_float_equal(seg->group_recall[YOUNG], 0.5, 1e-12);
+    /* The old: all ten targets in the top 10 either way. */
+    assert_float_equal(pop->group_ndcg[OLD], 1, 1e-12);
+    assert_float_equal(seg->group_ndcg[OLD], 1, 1e-12);
+    double all = ny + no;
+    assert_float_equal(pop->ndcg, no / all, 1e-12);
+    assert_float_equal(seg->ndcg, (ny * dcg / idcg + no) / all, 1e-12);
+    assert_float_equal(pop->mrr, (ny / 11.0 + no) / all, 1e-12);
+    assert_float_equal(seg->mrr, 1, 1e-12);
+    assert_true(seg->recall > pop->recall);
+    /* Methods that need a history are skipped; alone they are an error. */
+    o.methods = 1u << REEL_METHOD_SEGMENT | 1u << REEL_METHOD_ANN;
+    assert_int_equal(reel_eval_run(ds, &o, r, &n, &d), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].method, REEL_METHOD_SEGMENT);
+    assert_false(
+        reel_method_applies(REEL_PROTO_COLD_USERS, REEL_METHOD_ITEMKNN));
+    o.methods = 1u << REEL_METHOD_ITEMKNN | 1u << REEL_METHOD_FULL;
+    assert_int_equal(reel_eval_run(ds, &o, r, &n, &d), REEL_EINVAL);
+    assert_int_equal(n, 0);
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void assert_same_result(const reel_eval_result *a,
+                               const reel_eval_result *b)
+{
+    assert_int_equal(a->n_cases, b->n_cases);
+    assert_true(a->precision == b->precision && a->recall == b->recall &&
+                a->ndcg == b->ndcg && a->map == b->map && a->mrr == b->mrr &&
+                a->hr == b->hr && a->coverage == b->coverage &&
+                a->popularity_bias == b->popularity_bias);
+    for (int k = 1; k <= REEL_EVAL_KMAX; k++)
+        assert_true(a->recall_at[k] == b->recall_at[k]);
+}
+
+/* Without demographics (MovieLens latest-small) no user has a segment and
+ * segment is popular, to the last bit, with or without seen videos. */
+static void segment_is_popular_without_demographics(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    reel_dsbuild *b;
+    reel_dsbuild_new(&b);
+    reel_diag d;
+    for (int i = 0; i < 30; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "v%d", i);
+        reel_dsbuild_video_ref(b, id, strlen(id));
+    }
+    for (int u = 0; u < 60; u++) {
+        char id[8];
+        snprintf(id, sizeof id, "u%d", u);
+        uint32_t uu = reel_dsbuild_user_ref(b, id, strlen(id));
+        for (int j = 0; j < 2 + u % 9; j++) {
+            reel_event_rec e = reel_event_rec_empty();
+            e.user = uu;
+            e.video = (uint32_t)((u * 7 + j * j * 3) % 30);
+            e.type = REEL_EV_WATCH;
+            e.ts = u * 100 + j;
+            assert_int_equal(reel_dsbuild_add_event(b, &e, &d), 0);
+        }
+    }
+    assert_int_equal(reel_dsbuild_write(b, dir, &d), 0);
+    reel_dsbuild_free(b);
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_eval_opts o = reel_eval_opts_default();
+    o.methods = 1u << REEL_METHOD_POPULAR | 1u << REEL_METHOD_SEGMENT;
+    o.quiet = 1;
+    o.cold_share = 0.3;
+    enum reel_protocol protos[] = {REEL_PROTO_COLD_USERS, REEL_PROTO_RANDOM};
+    for (int p = 0; p < 2; p++) {
+        o.protocol = protos[p];
+        reel_eval_result r[REEL_METHOD__COUNT];
+        uint32_t n;
+        assert_int_equal(reel_eval_run(ds, &o, r, &n, &d), 0);
+        assert_int_equal(n, 2);
+        assert_true(r[0].n_cases > 0);
+        assert_same_result(&r[0], &r[1]);
+        if (o.protocol == REEL_PROTO_COLD_USERS) {
+            assert_int_equal(r[1].cold_segmented, 0);
+            assert_int_equal(r[1].cold_users, r[1].n_cases);
+            assert_int_equal(r[1].group_cases[REEL_EVAL_AGE_GROUPS - 1],
+                             r[1].n_cases);
+        }
+    }
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +458,9 @@ int main(void)
         cmocka_unit_test(replay_asks_before_each_event),
         cmocka_unit_test(random_split_is_deterministic_for_a_seed),
         cmocka_unit_test(cold_start_ranks_only_held_out_videos),
+        cmocka_unit_test(segments_bucket_age_and_gender_like_the_server),
+        cmocka_unit_test(cold_users_segment_beats_popular_when_tastes_differ),
+        cmocka_unit_test(segment_is_popular_without_demographics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
