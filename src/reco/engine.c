@@ -872,7 +872,7 @@ static uint64_t ds_fingerprint(const reel_dataset *ds)
     return reel_hash_bytes(h, sizeof h);
 }
 
-/* Writes the state's sections (under the read lock). */
+/* Writes the state's sections (under amu and reload_mu). */
 static int snap_sections(reel_engine *en, reel_secfile_writer *w, reel_diag *d)
 {
     uint32_t nu = en->n_users, nv = en->n_videos, n_put = 0;
@@ -980,11 +980,17 @@ int reel_engine_snapshot(reel_engine *en, reel_diag *d)
     snprintf(dir, sizeof dir, "%s/snapshots", en->dir);
     pthread_mutex_lock(&en->snap_mu);
     double t0 = reel_clock_mono();
-    pthread_rwlock_rdlock(&en->lock);
+    /* The state changes only where durable batches are applied (under
+     * amu) and the item side only in reload (under reload_mu): holding
+     * both keeps it still while requests, which take the read lock only,
+     * go on. */
+    pthread_mutex_lock(&en->reload_mu);
+    pthread_mutex_lock(&en->amu);
     uint64_t lsn = en->state_lsn;
     uint64_t events = atomic_exchange(&en->snap_events, 0);
     if (!lsn || lsn == en->snap_lsn) {
-        pthread_rwlock_unlock(&en->lock);
+        pthread_mutex_unlock(&en->amu);
+        pthread_mutex_unlock(&en->reload_mu);
         pthread_mutex_unlock(&en->snap_mu);
         atomic_fetch_add(&en->snap_events, events);
         return 0;
@@ -993,8 +999,9 @@ int reel_engine_snapshot(reel_engine *en, reel_diag *d)
     int rc = reel_snapshot_writer_open(dir, lsn, &w, d);
     if (!rc && (rc = snap_sections(en, w, d)))
         reel_secfile_writer_free(w);
-    pthread_rwlock_unlock(&en->lock);
-    /* The fsync and rename happen outside the lock. */
+    pthread_mutex_unlock(&en->amu);
+    pthread_mutex_unlock(&en->reload_mu);
+    /* The fsync and rename happen outside the locks. */
     if (!rc)
         rc = reel_secfile_writer_commit(w, d);
     if (rc) {

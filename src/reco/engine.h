@@ -35,9 +35,9 @@
  * applied record, keeps the newest two and truncates the log before the
  * older one; a background thread calls it every snapshot_every_s seconds
  * or after snapshot_every_events events, and close writes a last one.
- * While a snapshot is written (memory to the page cache, under the read
- * lock) changes wait; requests do not, until the applier queues behind
- * the read lock.
+ * While a snapshot is written (memory to the page cache) changes wait to
+ * be applied and reloads wait; requests go on (they take only the read
+ * lock, which the snapshot does not hold).
  *
  * Recommendations: a user with history goes through reel_reco_rank() (the
  * query from the feature state's recent ring, the user's history and the
