@@ -1,16 +1,18 @@
 # The front door. `make` builds, `make test` runs every test (a normal and
-# an ASan+UBSan build), `make run` runs the main job, `make bench` the
-# benchmarks. Each installs the Debian packages it needs (scripts/deps).
+# an ASan+UBSan build, TSan over the threaded modules, the fuzzer), `make
+# run` runs the main job, `make bench` the benchmarks. Each installs the
+# Debian packages it needs (scripts/deps).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 30
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 MAKEFLAGS  += --no-print-directory
 SHELL      := /bin/bash
 
-.PHONY: all build test test-fast fuzz run bench format clean
+.PHONY: all build test test-fast tsan fuzz run bench format clean
 
 all: build
 
@@ -26,7 +28,24 @@ test: build
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) tsan
 	@$(MAKE) fuzz
+
+# ThreadSanitizer over the tests whose modules share state between
+# threads (the log's group commit, the HTTP loops, the serving engine);
+# part of `make test`.
+TSAN_TESTS := test_wal test_http test_engine
+tsan:
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_C_FLAGS="-fsanitize=thread" \
+	  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS) --target $(TSAN_TESTS)
+	@for t in $(TSAN_TESTS); do \
+	  echo "tsan: $$t"; \
+	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    $(TSAN_BUILD)/tests/$$t >/dev/null 2>$(TSAN_BUILD)/$$t.log || \
+	    { tail -60 $(TSAN_BUILD)/$$t.log; exit 1; }; \
+	done
 
 # The libFuzzer targets (fuzz/README.md), each for FUZZ_SECONDS, from the
 # seeds; part of `make test`, so CI fuzzes every submission for a while.
@@ -56,4 +75,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

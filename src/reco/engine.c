@@ -2110,13 +2110,15 @@ int reel_engine_reload(reel_engine *en, reel_diag *d)
     items_use(en, &it, median);
     spool_clear(en);
     en->reloads++;
+    /* Once unlocked the vectors are the engine's (the applier grows them). */
+    uint32_t n_vec = it.vec->n, dim = it.vec->dim;
     pthread_rwlock_unlock(&en->lock);
     items_free(&old);
     pthread_mutex_unlock(&en->reload_mu);
     reel_log_info("reloaded %s: %u vectors of %u dimensions, ranker %s; %llu "
                   "vectors given with PUT carried over, %llu dropped (other "
                   "dimension)",
-                  en->dir, it.vec->n, it.vec->dim, it.rk ? "yes" : "no",
+                  en->dir, n_vec, dim, it.rk ? "yes" : "no",
                   (unsigned long long)carried, (unsigned long long)dropped);
     return 0;
 }

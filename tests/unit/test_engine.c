@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1046,6 +1047,90 @@ static void explain_gives_each_item_its_row(void **state)
     finish(en, dir);
 }
 
+/* Readers while one thread adds videos (with and without vectors), users
+ * and events, and another snapshots and reloads: every call succeeds, and
+ * a restart from the last snapshot and the log gives the same state. */
+struct churn {
+    reel_engine *en;
+    atomic_int stop;
+};
+
+static void *churn_reader(void *arg)
+{
+    struct churn *c = arg;
+    static const char *const users[3] = {"u", "cu0", "nobody"};
+    for (int i = 0; !atomic_load(&c->stop); i++) {
+        reel_reco_item it[8];
+        reel_engine_explain ex[8];
+        uint32_t n;
+        reel_engine_source src;
+        assert_int_equal(reel_engine_recommend(c->en, users[i % 3], 8, NULL, it,
+                                               &n, &src, ex),
+                         0);
+        assert_int_equal(reel_engine_similar(c->en, "v0", 4, it, &n), 0);
+        reel_arena a;
+        reel_arena_init(&a, 1024);
+        const char *id[8], *title[8];
+        uint32_t v[8] = {0, 1, 2, 3, 12, 13, 14, 15};
+        reel_engine_video_names(c->en, v, 8, &a, id, title);
+        reel_video_rec r;
+        int dead, has_vec;
+        reel_engine_video_get(c->en, "cv3", &a, &r, &dead, &has_vec);
+        reel_arena_free(&a);
+    }
+    return NULL;
+}
+
+static void *churn_admin(void *arg)
+{
+    struct churn *c = arg;
+    while (!atomic_load(&c->stop)) {
+        reel_diag d;
+        reel_diag_clear(&d);
+        assert_int_equal(reel_engine_snapshot(c->en, &d), 0);
+        assert_int_equal(reel_engine_reload(c->en, &d), 0);
+    }
+    return NULL;
+}
+
+static void catalogue_churn_with_snapshots_and_reloads(void **state)
+{
+    (void)state;
+    char *dir = fixture();
+    reel_engine *en = open_engine(dir);
+    struct churn c = {.en = en};
+    atomic_init(&c.stop, 0);
+    pthread_t r[2], a;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&r[i], NULL, churn_reader, &c), 0);
+    assert_int_equal(pthread_create(&a, NULL, churn_admin, &c), 0);
+    for (int i = 0; i < 60; i++) {
+        char vid[16], uid[16];
+        snprintf(vid, sizeof vid, "cv%d", i);
+        snprintf(uid, sizeof uid, "cu%d", i % 7);
+        float x[DIM] = {cosf((float)i), sinf((float)i)};
+        put_video(en, vid, "churn", i % 2 ? x : NULL, i % 2 ? DIM : 0);
+        put_user(en, uid, 20 + i % 40, i % 2 ? "F" : "M");
+        reel_event_in e[2] = {event(uid, vid, REEL_EV_WATCH, 6000 + i),
+                              event("u", vid, REEL_EV_CLICK, 6000 + i)};
+        ingest_ok(en, e, 2);
+    }
+    atomic_store(&c.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    pthread_join(a, NULL);
+    struct picture before, after;
+    take(en, &before);
+    reel_engine_stats st;
+    reel_engine_get_stats(en, &st);
+    assert_int_equal(st.new_videos, 60);
+    assert_int_equal(reel_engine_close(en), 0);
+    en = open_engine(dir);
+    take(en, &after);
+    same_picture(&before, &after);
+    finish(en, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1065,6 +1150,7 @@ int main(void)
         cmocka_unit_test(a_snapshot_of_another_dataset_is_refused),
         cmocka_unit_test(reload_swaps_the_vectors_and_keeps_put_ones),
         cmocka_unit_test(explain_gives_each_item_its_row),
+        cmocka_unit_test(catalogue_churn_with_snapshots_and_reloads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
