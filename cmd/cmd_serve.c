@@ -872,6 +872,13 @@ static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
            (double)st.snapshot_lsn);
     metric(b, "reel_snapshot_seconds", "gauge", "Time the last snapshot took.",
            st.snapshot_s);
+    reel_buf_printf(b,
+                    "# HELP reel_store_bytes Bytes on disk of the serving "
+                    "state.\n# TYPE reel_store_bytes gauge\n"
+                    "reel_store_bytes{part=\"wal\"} %llu\n"
+                    "reel_store_bytes{part=\"snapshots\"} %llu\n",
+                    (unsigned long long)st.wal_disk_bytes,
+                    (unsigned long long)st.snapshot_disk_bytes);
     metric(b, "reel_reloads_total", "counter", "Item-side reloads since start.",
            (double)st.reloads);
     metric(b, "reel_wal_records_total", "counter",

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <jansson.h>
@@ -2123,6 +2124,25 @@ int reel_engine_reload(reel_engine *en, reel_diag *d)
     return 0;
 }
 
+/* The bytes of the regular files in a directory (0 when it is missing). */
+static uint64_t dir_bytes(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    uint64_t total = 0;
+    struct dirent *e;
+    char path[4096 + 256];
+    struct stat st;
+    while (dp && (e = readdir(dp)))
+        if (e->d_name[0] != '.' &&
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) <
+                (int)sizeof path &&
+            !stat(path, &st) && S_ISREG(st.st_mode))
+            total += (uint64_t)st.st_size;
+    if (dp)
+        closedir(dp);
+    return total;
+}
+
 void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
 {
     memset(st, 0, sizeof *st);
@@ -2148,4 +2168,9 @@ void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
     st->snapshot_s = en->snap_s;
     pthread_mutex_unlock(&en->snap_mu);
     reel_wal_get_stats(en->wal, &st->wal);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/wal", en->dir);
+    st->wal_disk_bytes = dir_bytes(path);
+    snprintf(path, sizeof path, "%s/snapshots", en->dir);
+    st->snapshot_disk_bytes = dir_bytes(path);
 }

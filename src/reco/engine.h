@@ -259,6 +259,8 @@ typedef struct reel_engine_stats {
     uint64_t snapshot_lsn; /* the newest snapshot covers up to this */
     double snapshot_s;     /* time the last one took */
     uint64_t reloads;
+    uint64_t wal_disk_bytes;      /* the log's files in DIR/wal */
+    uint64_t snapshot_disk_bytes; /* the files in DIR/snapshots */
     int has_ranker;
     reel_wal_stats wal;
 } reel_engine_stats;

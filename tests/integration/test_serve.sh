@@ -139,7 +139,7 @@ expect 200 POST /admin/snapshot; has '"snapshot_lsn"'
 expect 200 POST /admin/reload; has '"reloaded":true'
 expect 200 GET "/v1/videos/brand-new/similar?k=3"; has '"items":[{"video"'
 expect 200 GET /metrics; has 'reel_new_videos 1'; has 'reel_reloads_total 1'
-has 'reel_snapshots_total 1'
+has 'reel_snapshots_total 1'; has 'reel_store_bytes{part="wal"}'
 
 # --- SIGTERM stops cleanly
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
