@@ -240,7 +240,9 @@ EVENT_TYPES = ("impression", "click", "play", "watch", "like", "share", "skip", 
 
 def _main(argv):
     """reelfiles.py ids DIR users|videos: the ids, one a line (wrk scripts).
-    reelfiles.py check DIR: reads and validates dataset and vectors."""
+    reelfiles.py check DIR: reads and validates dataset and vectors.
+    reelfiles.py npy DIR OUT: DIR/vectors/item2vec.reel as a float32 .npy
+    (row = video number, for `reel index build`; every row needs a vector)."""
     import os
     import sys
     if len(argv) == 4 and argv[1] == "ids" and argv[3] in ("users", "videos"):
@@ -253,6 +255,15 @@ def _main(argv):
         v = read_vectors(os.path.join(argv[2], "vectors", "item2vec.reel"), verify=True)
         print(f"dataset: {d.n_videos} videos, {d.n_users} users, {d.n_events} events; "
               f"vectors: {v.n} x {v.dim}, {int(v.has.sum())} present, prior {v.prior}")
+        return 0
+    if len(argv) == 4 and argv[1] == "npy":
+        v = read_vectors(os.path.join(argv[2], "vectors", "item2vec.reel"), verify=False)
+        missing = v.n - int(np.count_nonzero(v.has))
+        if missing:
+            # `reel index build` numbers items by row: a hole would shift ids
+            sys.stderr.write(f"reelfiles: {missing} of {v.n} videos have no vector\n")
+            return 1
+        np.save(argv[3], np.ascontiguousarray(v.data, dtype=np.float32))
         return 0
     sys.stderr.write(_main.__doc__ + "\n")
     return 2
