@@ -5,8 +5,8 @@
 # runs grow the users' seen sets), then batches of events. One table per
 # scenario (issue 6 names the first two):
 #   synth-1m   reel synth, 100,000 users x 1,000,000 videos x 31 days
-#              (49M events; about 26 min to prepare and 6 to 10 to measure
-#              on 2 cores, see docs/benchmarks.md)
+#              (49M events; about 27 min to prepare and 8 to measure with
+#              10 s runs on 2 cores, see docs/benchmarks.md)
 #   movielens  MovieLens latest-small (scripts/get-movielens, r-cran-dslabs)
 #   synth-50k  reel synth, 20,000 users x 50,000 videos x 14 days
 # Every scenario: item2vec vectors of BENCH_SERVE_DIM (128) dimensions plus
@@ -157,6 +157,18 @@ ticks() { # /proc/.../stat files -> user + system ticks of each, one line
   for f in "$@"; do awk '{printf "%d ", $14 + $15}' "$f" 2>/dev/null || printf "0 "; done
 }
 busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# On a shared machine: waits (10 minutes at most) until the machine has
+# been idle, less than 10% busy over 2 s, before a run starts. The servers
+# are idle between runs, so whatever is busy then is somebody else.
+quiet() {
+  local i b0 b1 said=
+  for i in $(seq 300); do
+    b0=$(busy); sleep 2; b1=$(busy)
+    [ $(((b1 - b0) * 100)) -lt $((10 * 2 * hz * $(nproc))) ] && return 0
+    [ -n "$said" ] || { log "$scn: waiting for other work on the machine to finish"; said=1; }
+  done
+  log "$scn: the machine stayed busy; measuring anyway"
+}
 
 # run NAME CONNS URL SCRIPT ARGS...: one wrk run against the server whose
 # workers (reel's threads, the peer's worker processes) are the /proc stat
@@ -169,6 +181,7 @@ busy() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 run() {
   local name=$1 t0 b0 b1 t1 r0 r1 r w
   shift
+  quiet
   t0=$(ticks "${split_stats[@]}") r0=$(ticks "${rest_stats[@]}") b0=$(busy) w=$(now)
   r=$(wrk_run "$@")
   t1=$(ticks "${split_stats[@]}") r1=$(ticks "${rest_stats[@]}") b1=$(busy)
@@ -209,6 +222,7 @@ measure() {
   cp -al "$data" "$d/reel" 2>/dev/null || cp -r "$data" "$d/reel"
   port=18181
   log "$scn: reel serve"
+  quiet
   t=$(now)
   "$reel" serve "$d/reel" --port "$port" --fsync interval --fsync-ms 10 >"$d/reel.log" 2>&1 &
   reel_pid=$!
@@ -231,6 +245,7 @@ measure() {
   peer_tmp=$d/peer
   rm -rf "$peer_tmp"; mkdir -p "$peer_tmp"
   log "$scn: peer"
+  quiet
   t=$(now)
   PEER_TMP="$peer_tmp" PEER_AOF=everysec bench/serve/run_peer.sh "$data" "$port" 2 >/dev/null
   # /healthz answers once the first worker is up; wait for the second
@@ -379,12 +394,14 @@ echo "on the same $(nproc) cores: recommendations for random users (k = 10, 200"
 echo "candidates, the same 33 features) over 16 connections (throughput) and over 4"
 echo "(latency at a load the cores can take without queueing: with 16 requests in"
 echo "flight on 2 cores a request waits for the others), then batches of 1,000"
-echo "watch events for random users and videos over 16 connections."
-echo "\`BENCH_SERVE_SCENARIO=all make bench\` runs all three scenarios: 43 minutes here"
-echo "with 30 s runs, 35 of them for synth-1m, of which 26 prepare its data (see its"
-echo "preparation table). By default only movielens and synth-50k run (about 3"
-echo "minutes each with 10 s runs) and the synth-1m table stays from the last run"
-echo "that had it."
+echo "watch events for random users and videos over 16 connections. The machine"
+echo "is shared: each run first waits until it has been idle for 2 s (10 minutes at"
+echo "most), and each table says how much CPU other processes took during the runs."
+echo "\`BENCH_SERVE_SCENARIO=all make bench\` runs all three scenarios: about 40 minutes"
+echo "here with the default 10 s runs (48 with 30 s runs), 35 of them for synth-1m, 27"
+echo "of which prepare its data (see its preparation table). By default only movielens"
+echo "and synth-50k run (about 3 minutes each) and the synth-1m table stays from the"
+echo "last run that had it."
 echo
 echo "Goals (issue 6, Real-time serving), for reel on this 2-core machine: >= 2,000"
 echo "recommendations/s with p99 <= 5 ms (200 candidates, 300-tree ranker), >= 200,000"
