@@ -427,10 +427,14 @@ int reel_cmd_rank(int argc, char **argv)
     /* The query reel train's rows were retrieved with (the plain mean). */
     uint32_t nc = reel_retrieve(b.vec, b.ix, recent, n_recent, HIST, 1.0f, &f,
                                 K, q, hits, sim);
-    float s = nc ? reel_retrieve_sim(b.vec, q, vi) : NAN;
+    float s =
+        nc ? reel_retrieve_sim_of(b.vec, b.ix, q, hits, sim, nc, vi) : NAN;
     float rank = reel_cand_rank(sim, nc, s);
     reel_cand_feats cf;
-    reel_cand_feats_fill(b.vec, recent, n_recent, HIST, vi, s, rank, &cf);
+    reel_cand_ctx cc = {0};
+    reel_cand_ctx_prepare(&cc, b.vec, recent, n_recent, HIST);
+    reel_cand_feats_fill(&cc, vi, s, rank, &cf);
+    reel_cand_ctx_free(&cc);
     float x[REEL_F__COUNT], phi[REEL_F__COUNT + 1], prob;
     reel_features_row(fs, u, vi, now, &cf, x);
     reel_gbtree_contrib(reel_ranker_trees(rk), x, phi);

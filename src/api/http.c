@@ -112,9 +112,12 @@ typedef struct loop {
     int epfd, lfd, evfd, spare_fd;
     pthread_mutex_t mu;
     reel_http_deferred *done_head, *done_tail; /* completed, under mu */
-    list active;     /* by last progress, oldest first */
-    list linger;     /* by start of lingering */
-    conn *graveyard; /* closed during this batch, freed after */
+    int *handed; /* accepted sockets handed over by other loops, under mu */
+    uint32_t n_handed, cap_handed;
+    _Atomic uint32_t load; /* n_conns plus sockets handed over, any thread */
+    list active;           /* by last progress, oldest first */
+    list linger;           /* by start of lingering */
+    conn *graveyard;       /* closed during this batch, freed after */
     uint32_t n_conns;
     uint32_t n_deferred; /* outstanding tokens */
     int stopping;
@@ -339,6 +342,7 @@ static void close_conn(conn *c)
         c->pending->c = NULL; /* its completion will find no one */
     list_del(c->lingering ? &lp->linger : &lp->active, c);
     lp->n_conns--;
+    atomic_fetch_sub(&lp->load, 1);
     c->next = lp->graveyard;
     lp->graveyard = c;
 }
@@ -791,6 +795,67 @@ static void on_conn_event(conn *c, uint32_t events)
         pump(c);
 }
 
+/* Starts serving an accepted socket on lp (lp's thread). */
+static void adopt(loop *lp, int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn *c = reel_xcalloc(1, sizeof *c);
+    c->fd = fd;
+    c->lp = lp;
+    c->events = EPOLLIN;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        reel_log_warn("http: epoll_ctl: %s", strerror(errno));
+        close(fd);
+        free(c);
+        atomic_fetch_sub(&lp->load, 1);
+        return;
+    }
+    lp->n_conns++;
+    c->since_ms = now_ms();
+    list_push(&lp->active, c);
+}
+
+/*
+ * The loop a new connection goes to: the one with the fewest, the
+ * accepting loop on a tie. The kernel spreads SO_REUSEPORT connections by
+ * a hash of their addresses, which can put 4 of 4 on one loop and leave a
+ * core idle; handing over evens it out. Counts the connection in its load.
+ */
+static loop *pick_loop(loop *lp)
+{
+    reel_http_server *s = lp->srv;
+    loop *best = lp;
+    uint32_t least = atomic_load(&lp->load);
+    for (int i = 0; i < s->n_loops; i++) {
+        loop *o = &s->loops[i];
+        uint32_t n = atomic_load(&o->load);
+        if (n < least && !atomic_load(&s->stopping)) {
+            best = o;
+            least = n;
+        }
+    }
+    atomic_fetch_add(&best->load, 1);
+    return best;
+}
+
+/* Hands an accepted socket to another loop's thread (see on_wake). */
+static void hand_over(loop *to, int fd)
+{
+    pthread_mutex_lock(&to->mu);
+    if (to->n_handed == to->cap_handed) {
+        to->cap_handed = to->cap_handed ? 2 * to->cap_handed : 8;
+        to->handed =
+            reel_xrealloc(to->handed, to->cap_handed * sizeof *to->handed);
+    }
+    to->handed[to->n_handed++] = fd;
+    pthread_mutex_unlock(&to->mu);
+    uint64_t one = 1;
+    while (write(to->evfd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
 static void on_accept(loop *lp)
 {
     /* A stop earlier in the same epoll batch closed the listener. */
@@ -817,22 +882,11 @@ static void on_accept(loop *lp)
                 reel_log_warn("http: accept: %s", strerror(errno));
             return;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn *c = reel_xcalloc(1, sizeof *c);
-        c->fd = fd;
-        c->lp = lp;
-        c->events = EPOLLIN;
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            reel_log_warn("http: epoll_ctl: %s", strerror(errno));
-            close(fd);
-            free(c);
-            continue;
-        }
-        lp->n_conns++;
-        c->since_ms = now_ms();
-        list_push(&lp->active, c);
+        loop *to = pick_loop(lp);
+        if (to == lp)
+            adopt(lp, fd);
+        else
+            hand_over(to, fd);
     }
 }
 
@@ -877,7 +931,26 @@ static void on_wake(loop *lp)
     pthread_mutex_lock(&lp->mu);
     reel_http_deferred *d = lp->done_head;
     lp->done_head = lp->done_tail = NULL;
+    int handed[64];
+    uint32_t n_handed = lp->n_handed < 64 ? lp->n_handed : 64;
+    memcpy(handed, lp->handed + lp->n_handed - n_handed,
+           n_handed * sizeof *handed);
+    lp->n_handed -= n_handed;
+    int more = lp->n_handed > 0;
     pthread_mutex_unlock(&lp->mu);
+    if (more) { /* the rest on the next turn of the loop */
+        uint64_t one = 1;
+        while (write(lp->evfd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
+    }
+    for (uint32_t i = 0; i < n_handed; i++) {
+        if (lp->stopping) {
+            close(handed[i]);
+            atomic_fetch_sub(&lp->load, 1);
+        } else {
+            adopt(lp, handed[i]);
+        }
+    }
     while (d) {
         reel_http_deferred *next = d->next;
         finish_deferred(d);
@@ -1174,6 +1247,11 @@ static void loop_release(loop *lp)
     if (lp->spare_fd >= 0)
         close(lp->spare_fd);
     lp->lfd = lp->evfd = lp->epfd = lp->spare_fd = -1;
+    for (uint32_t i = 0; i < lp->n_handed; i++) /* arrived after the stop */
+        close(lp->handed[i]);
+    free(lp->handed);
+    lp->handed = NULL;
+    lp->n_handed = lp->cap_handed = 0;
     reel_http_req_free(&lp->req);
     reel_http_resp_free(&lp->resp);
     free(lp->scratch);

@@ -109,8 +109,9 @@ int reel_trainset_build_profile(const reel_dataset *ds, const uint8_t *keep,
  * The retrieval step shared by training and serving: the query of the
  * user's recent history (reel_vectors_query_decay() over the last
  * history_n videos with weights decay^i; decay 1: their mean), the
- * candidates from the index passing the filter f (seen videos excluded;
- * may be NULL), and each candidate's similarity. Returns the number of
+ * k best candidates from the index passing the filter f (seen videos
+ * excluded; may be NULL), searched with ef = 2k, and each candidate's
+ * similarity from the search's own distance, best first. Returns the number of
  * candidates (0 when the user has no usable history, or on a search
  * error); q has vec->dim floats, hits and sim `k` entries. Training and
  * serving must pass the same history_n and decay: the ranker learns x_sim
@@ -130,19 +131,63 @@ uint32_t reel_retrieve(const reel_vectors *vec, const reel_index *ix,
 int reel_retrieve_index(const reel_vectors *vec, reel_index **out,
                         reel_diag *d);
 
+/* The metric reel_retrieve_index() builds with, and that a loaded index
+ * must have for reel_retrieve()'s similarities: cosine for unit vectors
+ * without a prior, inner product otherwise. */
+enum reel_metric reel_retrieve_metric(const reel_vectors *vec);
+
 /* The similarity of video v to the query as the index ranks it (inner
- * product, or cosine for unit vectors); NaN when v has no vector. */
-float reel_retrieve_sim(const reel_vectors *vec, const float *q, uint32_t v);
+ * product, or cosine for unit vectors), from the index's own vector and
+ * distance kernel, as reel_retrieve() gives it; NaN when v has no vector
+ * or is not in the index. */
+float reel_retrieve_sim(const reel_vectors *vec, const reel_index *ix,
+                        const float *q, uint32_t v);
+
+/* v's similarity: sim[i] when v is hits[i] (one of reel_retrieve()'s n
+ * candidates), else reel_retrieve_sim(). A retrieved video's x_sim and
+ * x_rank are therefore exactly those it has among the candidates. */
+float reel_retrieve_sim_of(const reel_vectors *vec, const reel_index *ix,
+                           const float *q, const reel_hit *hits,
+                           const float *sim, uint32_t n, uint32_t v);
 
 /* The rank of a candidate scoring s among n candidates: how many score
  * higher (NaN when s is). Training and serving both use it. */
 float reel_cand_rank(const float *sim, uint32_t n, float s);
 
+/* reel_cand_rank() of each of sim[0..n) into rank, in O(n) when sim is
+ * best first (as reel_retrieve() returns it). */
+void reel_cand_ranks(const float *sim, uint32_t n, float *rank);
+
+/*
+ * What the candidate features need of one history, prepared once per
+ * query: its last history_n videos' vectors at unit length (without the
+ * popularity coordinate of a prior), newest first. Owns its buffer;
+ * zero-initialise, prepare any number of times, then free. One thread.
+ */
+typedef struct reel_cand_ctx {
+    const reel_vectors *vec;
+    const struct reel_dist_kernels *k;
+    float *rows; /* n x d */
+    size_t cap;  /* floats */
+    uint32_t d, n;
+    uint32_t in_max; /* rows sim_max looks at */
+    int last;        /* rows[0] is the newest video (sim_last) */
+} reel_cand_ctx;
+
+void reel_cand_ctx_prepare(reel_cand_ctx *c, const reel_vectors *vec,
+                           const uint32_t *recent, uint32_t n_recent,
+                           uint32_t history_n);
+void reel_cand_ctx_free(reel_cand_ctx *c);
+
 /* The retrieval features of candidate v: sim and rank as given, and its
- * cosines to the history's last history_n videos (the popularity
- * coordinate of a prior left out). */
-void reel_cand_feats_fill(const reel_vectors *vec, const uint32_t *recent,
-                          uint32_t n_recent, uint32_t history_n, uint32_t v,
-                          float sim, float rank, reel_cand_feats *out);
+ * cosines (float, the SIMD inner product) to the prepared history's
+ * newest video (sim_last) and to each of its last history_n (sim_max),
+ * the popularity coordinate of a prior left out. */
+void reel_cand_feats_fill(const reel_cand_ctx *c, uint32_t v, float sim,
+                          float rank, reel_cand_feats *out);
+
+/* Starts loading v's vector row into the cache (a candidate about to go
+ * through reel_cand_feats_fill()). */
+void reel_cand_prefetch(const reel_vectors *vec, uint32_t v);
 
 #endif

@@ -773,6 +773,14 @@ static int load_index(const char *dir, const reel_vectors *vec, reel_index **ix,
             return reel_diag_fail(d, REEL_EFORMAT,
                                   "%s: dimension %u, the vectors have %u", path,
                                   xs.dim, vec->dim);
+        if (xs.metric != reel_retrieve_metric(vec))
+            return reel_diag_fail(
+                d, REEL_EFORMAT,
+                "%s: metric %s, these vectors need %s (rebuild it with "
+                "reel build or reel index build --metric %s)",
+                path, reel_metric_name(xs.metric),
+                reel_metric_name(reel_retrieve_metric(vec)),
+                reel_metric_name(reel_retrieve_metric(vec)));
         return 0;
     }
     reel_log_info("%s not found; indexing the vectors now (reel build "
@@ -1974,7 +1982,7 @@ int reel_engine_similar(reel_engine *en, const char *video, uint32_t k,
         reel_search_params p = {.ef = k > 64 ? k : 64, .filter = &f};
         rc = reel_index_search(en->ix, q, k, &p, hits, &n);
         for (uint32_t i = 0; i < n && !rc; i++) {
-            float sim = reel_retrieve_sim(en->vec, q, hits[i].id);
+            float sim = reel_retrieve_sim(en->vec, en->ix, q, hits[i].id);
             out[i] = (reel_reco_item){hits[i].id, sim, sim, 0};
         }
         free(q);

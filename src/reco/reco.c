@@ -9,7 +9,8 @@
 
 struct reel_reco_scratch {
     uint32_t cap;
-    float *q, *sim, *x, *p;
+    float *q, *sim, *rank, *x, *p;
+    reel_cand_ctx cc;
     reel_hit *hits;
     reel_reco_item *items;
     uint8_t *taken;
@@ -32,6 +33,7 @@ reel_reco_scratch *reel_reco_scratch_new(const reel_reco *r)
     s->cap = c;
     s->q = reel_xmalloc(((size_t)r->vec->dim + 1) * sizeof *s->q);
     s->sim = reel_xmalloc(c * sizeof *s->sim);
+    s->rank = reel_xmalloc(c * sizeof *s->rank);
     s->x = reel_xmalloc((size_t)c * REEL_F__COUNT * sizeof *s->x);
     s->p = reel_xmalloc(c * sizeof *s->p);
     s->hits = reel_xmalloc(c * sizeof *s->hits);
@@ -46,6 +48,8 @@ void reel_reco_scratch_free(reel_reco_scratch *s)
         return;
     free(s->q);
     free(s->sim);
+    free(s->rank);
+    reel_cand_ctx_free(&s->cc);
     free(s->x);
     free(s->p);
     free(s->hits);
@@ -81,11 +85,16 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
                       o->recency_decay, f, want, s->q, s->hits, s->sim);
     if (!nc)
         return 0;
+    reel_cand_ctx_prepare(&s->cc, r->vec, hist, n_hist, o->history_n);
+    reel_cand_ranks(s->sim, nc, s->rank);
+    enum { AHEAD = 4 }; /* rows in flight: a 1M catalogue's are cold */
+    for (uint32_t i = 0; i < nc && i < AHEAD; i++)
+        reel_cand_prefetch(r->vec, s->hits[i].id);
     for (uint32_t i = 0; i < nc; i++) {
+        if (i + AHEAD < nc)
+            reel_cand_prefetch(r->vec, s->hits[i + AHEAD].id);
         reel_cand_feats cf;
-        reel_cand_feats_fill(r->vec, hist, n_hist, o->history_n, s->hits[i].id,
-                             s->sim[i], reel_cand_rank(s->sim, nc, s->sim[i]),
-                             &cf);
+        reel_cand_feats_fill(&s->cc, s->hits[i].id, s->sim[i], s->rank[i], &cf);
         reel_features_row(fs, user, s->hits[i].id, now, &cf,
                           s->x + (size_t)i * REEL_F__COUNT);
     }

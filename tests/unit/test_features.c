@@ -796,6 +796,130 @@ static struct fixture numbered_ds(int nv, int nu, const struct ev *ev, int ne)
     return make_ds(vs, nv, us, nu, ev, ne);
 }
 
+/* The slow twin of the candidate features: double-precision cosines of
+ * the raw rows, the prior's coordinate left out. */
+static double naive_cos(const reel_vectors *v, uint32_t a, uint32_t b)
+{
+    if (!v->has[a] || !v->has[b])
+        return NAN;
+    uint32_t d = v->prior ? v->dim - 1 : v->dim;
+    const float *x = reel_vectors_row(v, a), *y = reel_vectors_row(v, b);
+    double xy = 0, xx = 0, yy = 0;
+    for (uint32_t j = 0; j < d; j++) {
+        xy += (double)x[j] * y[j];
+        xx += (double)x[j] * x[j];
+        yy += (double)y[j] * y[j];
+    }
+    return xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : NAN;
+}
+
+static void candidate_features_agree_with_double_cosines(void **state)
+{
+    (void)state;
+    enum { N = 300, D = 38, K = 50 };
+    /* Mode 0: raw rows (inner product); 1: with a prior; 2: unit rows
+     * (cosine). */
+    for (int mode = 0; mode <= 2; mode++) {
+        int prior = mode == 1;
+        reel_vectors *v;
+        reel_vectors_new(N, D, NULL, &v);
+        v->prior = prior;
+        uint64_t x = 12345 + (uint64_t)mode;
+        for (uint32_t i = 0; i < N; i++) {
+            v->has[i] = i % 17 != 3; /* some videos have no vector */
+            for (uint32_t j = 0; j < D; j++) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                reel_vectors_row(v, i)[j] =
+                    (float)((double)(x >> 11) / 9007199254740992.0 - 0.5);
+            }
+            if (prior)
+                reel_vectors_row(v, i)[D - 1] = 0.05f * (float)(i % 7);
+        }
+        if (mode == 2)
+            reel_vectors_normalize(v);
+        assert_int_equal(reel_vectors_by_cosine(v), mode == 2);
+        reel_index *ix;
+        reel_diag d;
+        assert_int_equal(reel_retrieve_index(v, &ix, &d), 0);
+        /* Histories with a vectorless video (3, 20) first, last and in
+         * between, and history_n below, at and above their length. */
+        const uint32_t hist[][12] = {
+            {5, 9, 3, 40, 41, 42, 43, 44, 45, 46, 47, 48},
+            {3, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 20}};
+        const uint32_t hn[] = {0, 1, 4, 10, 12, 30};
+        reel_cand_ctx cc = {0};
+        float q[D], sim[K], rank[K];
+        reel_hit hits[K];
+        for (size_t h = 0; h < 2; h++)
+            for (size_t t = 0; t < sizeof hn / sizeof hn[0]; t++)
+                for (uint32_t nr = 1; nr <= 12; nr += 11) {
+                    const uint32_t *r = hist[h] + 12 - nr;
+                    reel_filter f = {.exclude = r, .n_exclude = nr};
+                    uint32_t n = reel_retrieve(v, ix, r, nr, hn[t] ? hn[t] : 1,
+                                               1, &f, K, q, hits, sim);
+                    assert_true(n == K || !n);
+                    reel_cand_ranks(sim, n, rank);
+                    reel_cand_ctx_prepare(&cc, v, r, nr, hn[t]);
+                    for (uint32_t i = 0; i < n; i++) {
+                        uint32_t c = hits[i].id;
+                        /* sim: the exact inner product (or cosine). */
+                        const float *row = reel_vectors_row(v, c);
+                        double dot = 0, qq = 0, rr = 0;
+                        for (uint32_t j = 0; j < D; j++) {
+                            dot += (double)q[j] * row[j];
+                            qq += (double)q[j] * q[j];
+                            rr += (double)row[j] * row[j];
+                        }
+                        double want = reel_vectors_by_cosine(v)
+                                          ? dot / sqrt(qq * rr)
+                                          : dot;
+                        assert_float_equal(sim[i], want, 1e-5);
+                        assert_float_equal(reel_retrieve_sim(v, ix, q, c), want,
+                                           1e-5);
+                        assert_true(reel_retrieve_sim_of(v, ix, q, hits, sim, n,
+                                                         c) == sim[i]);
+                        assert_true(rank[i] == reel_cand_rank(sim, n, sim[i]));
+                        for (uint32_t j = 0; j < n; j++)
+                            assert_true(j == i || hits[j].id != c);
+                        for (uint32_t j = 0; j < nr; j++)
+                            assert_true(r[j] != c); /* seen: excluded */
+                        reel_cand_feats cf;
+                        reel_cand_feats_fill(&cc, c, sim[i], rank[i], &cf);
+                        double last = naive_cos(v, r[nr - 1], c), best = NAN;
+                        for (uint32_t j = nr, used = 0; j > 0 && used < hn[t];
+                             j--, used++) {
+                            double cs = naive_cos(v, r[j - 1], c);
+                            if (isfinite(cs) && !(best >= cs))
+                                best = cs;
+                        }
+                        if (isnan(last))
+                            assert_true(isnan(cf.sim_last));
+                        else
+                            assert_float_equal(cf.sim_last, last, 1e-5);
+                        if (isnan(best))
+                            assert_true(isnan(cf.sim_max));
+                        else
+                            assert_float_equal(cf.sim_max, best, 1e-5);
+                    }
+                }
+        /* Ranks of an unsorted list and of ties count the better ones. */
+        const float us[] = {0.5f, 0.9f, 0.5f, NAN, 0.1f, 0.9f};
+        float ur[6];
+        reel_cand_ranks(us, 6, ur);
+        for (int i = 0; i < 6; i++)
+            assert_true(isnan(us[i]) ? isnan(ur[i])
+                                     : ur[i] == reel_cand_rank(us, 6, us[i]));
+        const float ss[] = {0.9f, 0.9f, 0.5f, 0.5f, 0.5f, 0.1f};
+        reel_cand_ranks(ss, 6, ur);
+        const float want_r[] = {0, 0, 2, 2, 2, 5};
+        for (int i = 0; i < 6; i++)
+            assert_true(ur[i] == want_r[i]);
+        reel_cand_ctx_free(&cc);
+        reel_index_free(ix);
+        reel_vectors_free(v);
+    }
+}
+
 static void impression_rows_are_labelled_by_a_following_watch(void **state)
 {
     (void)state;
@@ -1063,6 +1187,7 @@ int main(void)
         cmocka_unit_test(recent_ring_keeps_the_last_views_oldest_first),
         cmocka_unit_test(grown_users_start_empty_without_demographics),
         cmocka_unit_test(label_names_parse),
+        cmocka_unit_test(candidate_features_agree_with_double_cosines),
         cmocka_unit_test(impression_rows_are_labelled_by_a_following_watch),
         cmocka_unit_test(rating_rows_sample_negatives_from_candidates),
     };

@@ -573,6 +573,15 @@ static int h_hello(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     return 0;
 }
 
+/* The thread (event loop) that runs the handler. */
+static int h_thread(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    (void)req;
+    (void)ctx;
+    reel_buf_printf(&resp->body, "%lu", (unsigned long)pthread_self());
+    return 0;
+}
+
 static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
     (void)ctx;
@@ -714,6 +723,7 @@ static reel_http_server *start_server(reel_http_opts *o)
     reel_http_server *s;
     assert_int_equal(reel_http_new(o, &s), 0);
     assert_int_equal(reel_http_route(s, "GET", "/hello", h_hello, NULL), 0);
+    assert_int_equal(reel_http_route(s, "GET", "/thread", h_thread, NULL), 0);
     assert_int_equal(reel_http_route(s, "GET", "/v1/users/{id}/recommendations",
                                      h_recs, NULL),
                      0);
@@ -794,6 +804,52 @@ static void server_answers_routes_with_params_404_and_405(void **state)
     roundtrip(c, "GET /seq/after-head HTTP/1.1\r\nHost: t\r\n\r\n", 200,
               "after-head");
     cl_close(c);
+    reel_http_free(s);
+}
+
+/* Connections go to the loop with the fewest, whichever loop's listener
+ * the kernel picked: 4 connections over 2 loops are 2 and 2, also after
+ * two of them close (the next 2 go where the closed ones were). */
+static void server_spreads_connections_over_the_loops(void **state)
+{
+    (void)state;
+    reel_http_server *s = start_server(NULL);
+    client *c[6];
+    char who[6][256];
+    reply r;
+    for (int i = 0; i < 6; i++) {
+        if (i == 4) { /* close two on the same loop */
+            int a = 0, b = 1;
+            while (strcmp(who[a], who[b]) != 0)
+                b++;
+            cl_close(c[a]);
+            cl_close(c[b]);
+            c[a] = c[b] = NULL;
+            /* The loop sees the hang-ups at once; give it ample time. */
+            usleep(200 * 1000);
+            memcpy(who[4], who[a], sizeof who[4]);
+        }
+        c[i] = cl_open(reel_http_port(s));
+        assert_int_equal(
+            cl_send(c[i], "GET /thread HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+        assert_int_equal(cl_read(c[i], &r), 0);
+        assert_int_equal(r.status, 200);
+        if (i == 4 || i == 5) {
+            /* Both to the loop that lost its two. */
+            assert_string_equal(r.body, who[4]);
+        } else {
+            assert_true(r.body_len < sizeof who[i]);
+            memcpy(who[i], r.body, r.body_len + 1);
+        }
+        reply_free(&r);
+    }
+    int same = 0;
+    for (int i = 1; i < 4; i++)
+        same += strcmp(who[0], who[i]) == 0;
+    assert_int_equal(same, 1); /* 2 and 2 */
+    for (int i = 0; i < 6; i++)
+        if (c[i])
+            cl_close(c[i]);
     reel_http_free(s);
 }
 
@@ -1280,6 +1336,7 @@ int main(void)
         cmocka_unit_test(parser_knows_http10_and_connection_close),
         cmocka_unit_test(responses_refuse_header_injection),
         cmocka_unit_test(server_answers_routes_with_params_404_and_405),
+        cmocka_unit_test(server_spreads_connections_over_the_loops),
         cmocka_unit_test(server_keeps_alive_and_honours_close),
         cmocka_unit_test(server_refuses_bad_and_oversized_requests),
         cmocka_unit_test(server_answers_pipelined_requests_in_order),
