@@ -40,6 +40,8 @@ static void help(FILE *out)
             "[--port 8080]\n"
             "                  [--threads N] [--fsync always|interval] "
             "[--fsync-ms 10] [--token T]\n"
+            "                  [--store embedded|redis://HOST:PORT|"
+            "unix:///PATH]\n"
             "\n"
             "Serves recommendations and takes events and catalogue changes "
             "over HTTP\n(routes: docs/API.md), from what `reel build DIR` "
@@ -58,6 +60,11 @@ static void help(FILE *out)
             "             still wait for the fsync that covers them)\n"
             "  --token    require `Authorization: Bearer T` on writes (POST "
             "/v1/events,\n             PUT and DELETE) and /admin/*\n"
+            "  --store    where user state lives: embedded (default: in this "
+            "process,\n             the log and snapshots in DIR) or Redis, "
+            "for stateless\n             replicas (docs/DEPLOY.md). With "
+            "Redis, an empty Redis is\n             seeded from the dataset "
+            "by the first server or ingest worker.\n"
             "SIGINT or SIGTERM stops the server gracefully (a last snapshot "
             "is written).\n");
 }
@@ -431,10 +438,14 @@ static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         return rc;
     char rid[40];
     request_id(sv, rid, sizeof rid);
-    send_json(resp, 200,
-              json_pack("{s:s, s:o, s:s, s:s}", "user", user, "items",
-                        items_json(sv, req->arena, items, n, ex), "request_id",
-                        rid, "source", reel_engine_source_name(src)));
+    json_t *o =
+        json_pack("{s:s, s:o, s:s, s:s}", "user", user, "items",
+                  items_json(sv, req->arena, items, n, ex), "request_id", rid,
+                  "source", reel_engine_source_name(src));
+    /* The user's state could not be read (Redis down): a cold start. */
+    if (src == REEL_ENGINE_DEGRADED)
+        json_object_set_new(o, "degraded", json_true());
+    send_json(resp, 200, o);
     return 0;
 }
 
@@ -479,7 +490,14 @@ static int h_history(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         reel_arena_alloc(req->arena, (size_t)max * sizeof *ev, 8);
     uint32_t n;
     uint64_t total;
-    reel_engine_history(sv->en, user, (uint32_t)max, ev, &n, &total);
+    int rc = reel_engine_history(sv->en, user, (uint32_t)max, ev, &n, &total);
+    if (rc) {
+        reel_http_resp_error(resp, reel_http_status_of(rc),
+                             rc == REEL_EUNAVAILABLE
+                                 ? "the user state store (Redis) is unreachable"
+                                 : reel_strerror(rc));
+        return 0;
+    }
     uint32_t *v = reel_arena_alloc(req->arena, ((size_t)n + 1) * sizeof *v, 4);
     const char **id =
         reel_arena_alloc(req->arena, ((size_t)n + 1) * sizeof *id, 8);
@@ -824,7 +842,20 @@ static int h_health(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 
 static int h_ready(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
-    /* The server listens only once the engine is open and replayed. */
+    struct srv *sv = ctx;
+    /* The server listens only once the engine is open and replayed; with
+     * Redis it is ready once Redis holds the state, this server has
+     * copied the video statistics, and the last call reached Redis. */
+    reel_engine_stats st;
+    reel_engine_get_stats(sv->en, &st);
+    if (st.redis && !(st.redis_ready && st.redis_up)) {
+        send_json(resp, 503,
+                  json_pack("{s:s, s:s}", "status", "not ready", "reason",
+                            st.redis_error[0]
+                                ? st.redis_error
+                                : "loading the state from Redis"));
+        return 0;
+    }
     send_json(resp, 200, json_pack("{s:s}", "status", "ready"));
     return 0;
 }
@@ -881,6 +912,23 @@ static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
                     (unsigned long long)st.snapshot_disk_bytes);
     metric(b, "reel_reloads_total", "counter", "Item-side reloads since start.",
            (double)st.reloads);
+    if (st.redis) {
+        metric(b, "reel_redis_up", "gauge",
+               "1 when the last call to Redis succeeded.", st.redis_up);
+        metric(b, "reel_redis_ready", "gauge",
+               "1 once Redis holds the state and the video statistics are "
+               "copied.",
+               st.redis_ready);
+        metric(b, "reel_degraded_total", "counter",
+               "Cold-start answers given because Redis was unreachable.",
+               (double)st.degraded);
+        metric(b, "reel_redis_unavailable_total", "counter",
+               "Calls that found Redis unreachable.",
+               (double)st.redis_unavailable);
+        metric(b, "reel_redis_refreshes_total", "counter",
+               "Copies of the changed video statistics.",
+               (double)st.redis_refreshes);
+    }
     metric(b, "reel_wal_records_total", "counter",
            "Log records appended since start.", (double)st.wal.records);
     metric(b, "reel_wal_bytes_total", "counter",
@@ -910,7 +958,8 @@ int reel_cmd_serve(int argc, char **argv)
         O_FSYNC,
         O_FSYNC_MS,
         O_TOKEN,
-        O_CONFIG
+        O_CONFIG,
+        O_STORE
     };
     static const struct option opts[] = {
         {"config", required_argument, 0, O_CONFIG},
@@ -920,6 +969,7 @@ int reel_cmd_serve(int argc, char **argv)
         {"fsync", required_argument, 0, O_FSYNC},
         {"fsync-ms", required_argument, 0, O_FSYNC_MS},
         {"token", required_argument, 0, O_TOKEN},
+        {"store", required_argument, 0, O_STORE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -983,6 +1033,14 @@ int reel_cmd_serve(int argc, char **argv)
                 return reel_cmd_usage_error("serve", "bad --token");
             snprintf(cfg.token, sizeof cfg.token, "%s", optarg);
             break;
+        case O_STORE:
+            if (strlen(optarg) >= sizeof cfg.store ||
+                (strcmp(optarg, "embedded") &&
+                 reel_redis_url_check(optarg, &d)))
+                return reel_cmd_usage_error("serve", "bad --store: %s",
+                                            d.msg[0] ? d.msg : optarg);
+            snprintf(cfg.store, sizeof cfg.store, "%s", optarg);
+            break;
         case 'h':
             help(stdout);
             return REEL_EXIT_OK;
@@ -1009,6 +1067,13 @@ int reel_cmd_serve(int argc, char **argv)
     eo.cold_segment_min = cfg.cold_segment_min;
     eo.snapshot_every_s = cfg.snapshot_every_s;
     eo.snapshot_every_events = cfg.snapshot_every_events;
+    if (strcmp(cfg.store, "embedded")) {
+        eo.store_url = cfg.store;
+        eo.redis.prefix = cfg.redis_prefix;
+        eo.redis.history_max = cfg.redis_history_max;
+        eo.redis.io_timeout_ms = (int)cfg.redis_timeout_ms;
+        eo.store_refresh_s = cfg.redis_refresh_s;
+    }
     const char *token = cfg.token[0] ? cfg.token : NULL;
 
     /* Every thread (the log's writer, the loops) inherits this mask, so

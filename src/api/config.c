@@ -14,6 +14,7 @@
 #include "api/http.h"
 #include "base/mem.h"
 #include "rank/features.h"
+#include "store/redis.h"
 
 /* REEL_ENGINE_MAX_K (src/reco/engine.h; tests/unit/test_config.c checks
  * that they agree). */
@@ -24,6 +25,8 @@ enum kind {
     K_HOST,  /* 1..255 bytes, no control characters */
     K_TOKEN, /* null, or 1..255 visible ASCII characters */
     K_FSYNC, /* "always" or "interval" */
+    K_STORE, /* "embedded" or a Redis URL (reel_redis_url_check) */
+    K_NAME,  /* 1..64 bytes of [A-Za-z0-9_.-] */
     K_U16,
     K_U32,
     K_U64,
@@ -51,9 +54,11 @@ static const struct key keys[] = {
     {NULL, "max_k", K_U32, AT(max_k), 1, MAX_K, 0},
     {NULL, "fsync", K_FSYNC, AT(fsync), 0, 0, 0},
     {NULL, "fsync_ms", K_U32, AT(fsync_ms), 1, 60000, 0},
+    {NULL, "store", K_STORE, AT(store), 0, 0, 0},
     {NULL, "reco", K_GROUP, 0, 0, 0, 0},
     {NULL, "cold_start", K_GROUP, 0, 0, 0, 0},
     {NULL, "snapshot", K_GROUP, 0, 0, 0, 0},
+    {NULL, "redis", K_GROUP, 0, 0, 0, 0},
     {"reco", "history_n", K_U32, AT(reco.history_n), 1, REEL_FEAT_RING, 0},
     {"reco", "candidates", K_U32, AT(reco.candidates), 1, 10000, 0},
     {"reco", "max_per_category", K_U32, AT(reco.max_per_category), 0, 10000, 0},
@@ -66,6 +71,10 @@ static const struct key keys[] = {
     {"cold_start", "segment_min", K_U64, AT(cold_segment_min), 0, 1e12, 0},
     {"snapshot", "every_s", K_F64, AT(snapshot_every_s), 0, 604800, 0},
     {"snapshot", "every_events", K_U64, AT(snapshot_every_events), 0, 1e12, 0},
+    {"redis", "prefix", K_NAME, AT(redis_prefix), 0, 0, 0},
+    {"redis", "history_max", K_U32, AT(redis_history_max), 1, 100000, 0},
+    {"redis", "refresh_s", K_F64, AT(redis_refresh_s), 0.01, 3600, 0},
+    {"redis", "timeout_ms", K_U32, AT(redis_timeout_ms), 1, 60000, 0},
 };
 
 void reel_serve_config_init(reel_serve_config *cfg)
@@ -82,8 +91,13 @@ void reel_serve_config_init(reel_serve_config *cfg)
                                .cold_n = 500,
                                .cold_segment_min = 1000,
                                .snapshot_every_s = 300,
-                               .snapshot_every_events = 1000000};
+                               .snapshot_every_events = 1000000,
+                               .redis_history_max = 1000,
+                               .redis_refresh_s = 1,
+                               .redis_timeout_ms = 1000};
     snprintf(cfg->host, sizeof cfg->host, "%s", "127.0.0.1");
+    snprintf(cfg->store, sizeof cfg->store, "%s", "embedded");
+    snprintf(cfg->redis_prefix, sizeof cfg->redis_prefix, "%s", "reel");
 }
 
 static const struct key *find(const char *group, const char *name)
@@ -140,6 +154,34 @@ static int set_key(const struct key *k, const char *kp, json_t *v,
                                   "1..%d visible ASCII characters",
                                   kp, REEL_SERVE_CONFIG_MAX_STR - 1);
         return 0;
+    case K_STORE: {
+        char tmp[REEL_SERVE_CONFIG_MAX_STR];
+        if (!copy_str(v, 0x21, 0x7e, tmp))
+            return reel_diag_fail(d, REEL_EINVAL,
+                                  "\"%s\": must be \"embedded\" or a Redis "
+                                  "URL",
+                                  kp);
+        reel_diag ud;
+        reel_diag_clear(&ud);
+        if (strcmp(tmp, "embedded") && reel_redis_url_check(tmp, &ud))
+            return reel_diag_fail(d, REEL_EINVAL, "\"%s\": %s", kp, ud.msg);
+        memcpy(at, tmp, strlen(tmp) + 1);
+        return 0;
+    }
+    case K_NAME: {
+        char tmp[REEL_SERVE_CONFIG_MAX_STR];
+        int ok = copy_str(v, 0x21, 0x7e, tmp) && strlen(tmp) <= 64;
+        for (const char *p = tmp; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' ||
+                 *p == '-';
+        if (!ok)
+            return reel_diag_fail(d, REEL_EINVAL,
+                                  "\"%s\": must be 1..64 of A-Z a-z 0-9 _ . -",
+                                  kp);
+        memcpy(at, tmp, strlen(tmp) + 1);
+        return 0;
+    }
     case K_FSYNC: {
         const char *s = json_is_string(v) ? json_string_value(v) : "";
         enum reel_wal_sync y;
@@ -297,8 +339,8 @@ int reel_serve_config_load(const char *path, reel_serve_config *cfg,
     reel_diag_clear(d);
     if (d)
         d->file = path;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     int rc = slurp(path, &text, &len, d);
     if (rc)
         return rc;

@@ -7,10 +7,11 @@
  * max_k, fsync, fsync_ms, and three groups, each an object: "reco" (the
  * recommendation options, reel_reco_opts: history_n, candidates,
  * max_per_category, fresh_boost, fresh_half_life_s, recency_decay),
- * "cold_start" (refresh_s, n, segment_min) and "snapshot" (every_s,
- * every_events). Every key is optional: a file overlays the defaults (or
- * whatever the struct held) with the keys it has. Keys are named by their path
- * in messages ("reco.candidates").
+ * "cold_start" (refresh_s, n, segment_min), "snapshot" (every_s,
+ * every_events) and "redis" (prefix, history_max, refresh_s, timeout_ms),
+ * and "store" ("embedded" or a Redis URL). Every key is optional: a file
+ * overlays the defaults (or whatever the struct held) with the keys it has.
+ * Keys are named by their path in messages ("reco.candidates").
  *
  * Errors (REEL_E* and a diag whose file is the path given, borrowed):
  * a file that cannot be opened (REEL_ENOENT when missing, REEL_EIO
@@ -59,6 +60,13 @@ typedef struct reel_serve_config {
                                        many positive events on */
     double snapshot_every_s;        /* 300; 0: never by time */
     uint64_t snapshot_every_events; /* 1000000; 0: never by count */
+    /* "embedded", or the Redis store's URL (redis://HOST[:PORT][/DB],
+     * unix:///PATH). */
+    char store[REEL_SERVE_CONFIG_MAX_STR];
+    char redis_prefix[REEL_SERVE_CONFIG_MAX_STR]; /* "reel" */
+    uint32_t redis_history_max; /* 1000: history events kept per user */
+    double redis_refresh_s;     /* 1: copy of the video statistics */
+    uint32_t redis_timeout_ms;  /* 1000: per Redis call */
 } reel_serve_config;
 
 /* The defaults (those of reel_engine_opts_init() and the command line). */

@@ -10,35 +10,20 @@
 #include "base/mem.h"
 #include "data/interactions.h"
 
-enum { CAT_BUCKETS = 64, LANG_BUCKETS = 16 };
+enum {
+    CAT_BUCKETS = REEL_FEAT_CAT_BUCKETS,
+    LANG_BUCKETS = REEL_FEAT_LANG_BUCKETS
+};
 
 #define DAY 86400.0
 #define SHARE_HALF_LIFE (30 * DAY)
-
-struct ustate {
-    double last_ts;  /* NaN: no event yet */
-    double share_ts; /* time the shares were last decayed to */
-    uint32_t views, impressions, wf_n, rating_n;
-    float wf_sum, rating_sum;
-    float cat[CAT_BUCKETS];
-    float lang[LANG_BUCKETS];
-    uint32_t ring[REEL_FEAT_RING];
-    uint32_t ring_n;  /* items in the ring (<= REEL_FEAT_RING) */
-    uint32_t ring_at; /* next slot */
-};
-
-struct vstate {
-    double ts; /* time the decayed counts were last updated */
-    uint32_t views, impressions, wf_n, rating_n;
-    float d1, d7, wf_sum, rating_sum;
-};
 
 struct reel_featstate {
     const reel_dataset *ds;
     const reel_meta *meta; /* NULL: the dataset's tables */
     uint32_t n_users, n_videos;
-    struct ustate *u;
-    struct vstate *v;
+    reel_fs_user *u;
+    reel_fs_video *v;
 };
 
 /* The tables rows read (the meta's change on puts: never cached). */
@@ -119,6 +104,13 @@ uint32_t reel_featstate_n_videos(const reel_featstate *s)
     return s->n_videos;
 }
 
+void reel_featstate_clear(reel_featstate *s)
+{
+    for (uint32_t u = 0; u < s->n_users; u++)
+        reel_fs_user_init(&s->u[u]);
+    memset(s->v, 0, ((size_t)s->n_videos + 1) * sizeof *s->v);
+}
+
 void reel_featstate_use_meta(reel_featstate *s, const reel_meta *m)
 {
     s->meta = m;
@@ -138,46 +130,43 @@ static double decay(double dt, double half_life)
     return dt > 0 ? exp2(-dt / half_life) : 1.0;
 }
 
-static uint32_t ring_last(const struct ustate *u)
+static uint32_t ring_last(const reel_fs_user *u)
 {
     return u->ring_n
                ? u->ring[(u->ring_at + REEL_FEAT_RING - 1) % REEL_FEAT_RING]
                : REEL_NONE;
 }
 
-void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
-                          int type, double ts, float watch_s, float rating)
+void reel_fs_user_init(reel_fs_user *u)
 {
-    if (user >= s->n_users || video >= s->n_videos)
-        return;
+    memset(u, 0, sizeof *u);
+    u->last_ts = NAN;
+}
+
+int reel_featstate_apply_user(const reel_featstate *s, reel_fs_user *u,
+                              uint32_t video, int type, double ts,
+                              float watch_s, float rating)
+{
     const reel_videos *vid = videos(s);
     /* A video the state holds but the table does not (yet) has no
      * metadata: no duration, categories or language. */
     int known = video < vid->n;
-    struct ustate *u = &s->u[user];
-    struct vstate *v = &s->v[video];
     u->last_ts = ts;
     if (type == REEL_EV_IMPRESSION) {
         u->impressions++;
-        v->impressions++;
-        return;
+        return 0;
     }
     if (!reel_event_is_positive((uint8_t)type))
-        return;
+        return 0;
     float dur = known ? vid->duration_s[video] : NAN;
     if (isfinite(watch_s) && watch_s >= 0 && isfinite(dur) && dur > 0) {
         float f = watch_s / dur;
-        f = f > 1 ? 1 : f;
-        u->wf_sum += f;
+        u->wf_sum += f > 1 ? 1 : f;
         u->wf_n++;
-        v->wf_sum += f;
-        v->wf_n++;
     }
     if (isfinite(rating)) {
         u->rating_sum += rating;
         u->rating_n++;
-        v->rating_sum += rating;
-        v->rating_n++;
     }
     /* A click, play and watch of one video in a row are one view (as in
      * src/data/interactions); the watch still adds its minutes below. */
@@ -200,16 +189,71 @@ void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
             u->lang[vid->language[video] % LANG_BUCKETS] += w;
     }
     if (repeat)
-        return;
+        return 1;
     u->views++;
-    v->views++;
-    v->d1 = (float)(v->d1 * decay(ts - v->ts, DAY) + 1);
-    v->d7 = (float)(v->d7 * decay(ts - v->ts, 7 * DAY) + 1);
-    v->ts = ts;
     u->ring[u->ring_at] = video;
     u->ring_at = (u->ring_at + 1) % REEL_FEAT_RING;
     if (u->ring_n < REEL_FEAT_RING)
         u->ring_n++;
+    return 0;
+}
+
+void reel_featstate_apply_video(const reel_featstate *s, reel_fs_video *v,
+                                uint32_t video, int type, double ts,
+                                float watch_s, float rating, int repeat)
+{
+    const reel_videos *vid = videos(s);
+    if (type == REEL_EV_IMPRESSION) {
+        v->impressions++;
+        return;
+    }
+    if (!reel_event_is_positive((uint8_t)type))
+        return;
+    float dur = video < vid->n ? vid->duration_s[video] : NAN;
+    if (isfinite(watch_s) && watch_s >= 0 && isfinite(dur) && dur > 0) {
+        float f = watch_s / dur;
+        v->wf_sum += f > 1 ? 1 : f;
+        v->wf_n++;
+    }
+    if (isfinite(rating)) {
+        v->rating_sum += rating;
+        v->rating_n++;
+    }
+    if (repeat)
+        return;
+    v->views++;
+    v->d1 = (float)(v->d1 * decay(ts - v->ts, DAY) + 1);
+    v->d7 = (float)(v->d7 * decay(ts - v->ts, 7 * DAY) + 1);
+    v->ts = ts;
+}
+
+void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
+                          int type, double ts, float watch_s, float rating)
+{
+    if (user >= s->n_users || video >= s->n_videos)
+        return;
+    int repeat = reel_featstate_apply_user(s, &s->u[user], video, type, ts,
+                                           watch_s, rating);
+    reel_featstate_apply_video(s, &s->v[video], video, type, ts, watch_s,
+                               rating, repeat);
+}
+
+const reel_fs_user *reel_featstate_user(const reel_featstate *s, uint32_t user)
+{
+    return user < s->n_users ? &s->u[user] : NULL;
+}
+
+const reel_fs_video *reel_featstate_video(const reel_featstate *s,
+                                          uint32_t video)
+{
+    return video < s->n_videos ? &s->v[video] : NULL;
+}
+
+void reel_featstate_set_video(reel_featstate *s, uint32_t video,
+                              const reel_fs_video *v)
+{
+    if (video < s->n_videos)
+        s->v[video] = *v;
 }
 
 void reel_featstate_apply_events(reel_featstate *s, uint64_t from, uint64_t to,
@@ -222,16 +266,18 @@ void reel_featstate_apply_events(reel_featstate *s, uint64_t from, uint64_t to,
                                  e->ts[i], e->watch_s[i], e->rating[i]);
 }
 
-uint32_t reel_featstate_recent(const reel_featstate *s, uint32_t user,
-                               uint32_t *out)
+uint32_t reel_fs_user_recent(const reel_fs_user *u, uint32_t *out)
 {
-    if (user >= s->n_users)
-        return 0;
-    const struct ustate *u = &s->u[user];
     uint32_t start = (u->ring_at + REEL_FEAT_RING - u->ring_n) % REEL_FEAT_RING;
     for (uint32_t i = 0; i < u->ring_n; i++)
         out[i] = u->ring[(start + i) % REEL_FEAT_RING];
     return u->ring_n;
+}
+
+uint32_t reel_featstate_recent(const reel_featstate *s, uint32_t user,
+                               uint32_t *out)
+{
+    return user < s->n_users ? reel_fs_user_recent(&s->u[user], out) : 0;
 }
 
 static float age_bucket(int age)
@@ -259,6 +305,16 @@ static float share(const float *b, int n, uint32_t id)
 void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
                        double now, const reel_cand_feats *c, float *out)
 {
+    if (user < s->n_users)
+        reel_features_row_with(s, &s->u[user], user, video, now, c, out);
+    else
+        reel_features_row_with(s, NULL, REEL_NONE, video, now, c, out);
+}
+
+void reel_features_row_with(const reel_featstate *s, const reel_fs_user *u,
+                            uint32_t user, uint32_t video, double now,
+                            const reel_cand_feats *c, float *out)
+{
     for (int f = 0; f < REEL_F__COUNT; f++)
         out[f] = NAN;
     if (c) {
@@ -269,8 +325,7 @@ void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
     }
     const reel_users *us = users(s);
     const reel_videos *vid = videos(s);
-    if (user < s->n_users) {
-        const struct ustate *u = &s->u[user];
+    if (u) {
         /* Users beyond the table (grown without a meta, or not yet in
          * it) have no columns: their demographics stay missing. */
         if (user < us->n) {
@@ -306,7 +361,7 @@ void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
     }
     if (video >= s->n_videos)
         return;
-    const struct vstate *v = &s->v[video];
+    const reel_fs_video *v = &s->v[video];
     /* A video beyond the table (grown before its metadata arrived) has
      * none: its static columns stay missing. */
     uint32_t c0 = 0, c1 = 0, lang = REEL_NONE;
@@ -337,9 +392,8 @@ void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
         out[REEL_F_v_trend] = d1 / d7;
     if (v->rating_n)
         out[REEL_F_v_mean_rating] = v->rating_sum / (float)v->rating_n;
-    if (user >= s->n_users)
+    if (!u)
         return;
-    const struct ustate *u = &s->u[user];
     if (c1 > c0) {
         out[REEL_F_x_cat_affinity] = share(u->cat, CAT_BUCKETS, vid->cat[c0]);
         if (isfinite(out[REEL_F_x_cat_affinity])) {
@@ -379,33 +433,32 @@ struct field {
 
 #define FIELD(stem, type, st, member)                                          \
     {                                                                          \
-        stem, type, offsetof(struct st, member),                               \
-            sizeof((struct st *)0)->member                                     \
+        stem, type, offsetof(st, member), sizeof((st *)0)->member              \
     }
 
 static const struct field ufields[] = {
-    FIELD("u.last_ts", REEL_SEC_F64, ustate, last_ts),
-    FIELD("u.share_ts", REEL_SEC_F64, ustate, share_ts),
-    FIELD("u.views", REEL_SEC_U32, ustate, views),
-    FIELD("u.impr", REEL_SEC_U32, ustate, impressions),
-    FIELD("u.wf_n", REEL_SEC_U32, ustate, wf_n),
-    FIELD("u.wf_sum", REEL_SEC_F32, ustate, wf_sum),
-    FIELD("u.rating_n", REEL_SEC_U32, ustate, rating_n),
-    FIELD("u.rating_sum", REEL_SEC_F32, ustate, rating_sum),
-    FIELD("u.cat", REEL_SEC_F32, ustate, cat),
-    FIELD("u.lang", REEL_SEC_F32, ustate, lang),
+    FIELD("u.last_ts", REEL_SEC_F64, reel_fs_user, last_ts),
+    FIELD("u.share_ts", REEL_SEC_F64, reel_fs_user, share_ts),
+    FIELD("u.views", REEL_SEC_U32, reel_fs_user, views),
+    FIELD("u.impr", REEL_SEC_U32, reel_fs_user, impressions),
+    FIELD("u.wf_n", REEL_SEC_U32, reel_fs_user, wf_n),
+    FIELD("u.wf_sum", REEL_SEC_F32, reel_fs_user, wf_sum),
+    FIELD("u.rating_n", REEL_SEC_U32, reel_fs_user, rating_n),
+    FIELD("u.rating_sum", REEL_SEC_F32, reel_fs_user, rating_sum),
+    FIELD("u.cat", REEL_SEC_F32, reel_fs_user, cat),
+    FIELD("u.lang", REEL_SEC_F32, reel_fs_user, lang),
 };
 
 static const struct field vfields[] = {
-    FIELD("v.ts", REEL_SEC_F64, vstate, ts),
-    FIELD("v.views", REEL_SEC_U32, vstate, views),
-    FIELD("v.impr", REEL_SEC_U32, vstate, impressions),
-    FIELD("v.wf_n", REEL_SEC_U32, vstate, wf_n),
-    FIELD("v.wf_sum", REEL_SEC_F32, vstate, wf_sum),
-    FIELD("v.rating_n", REEL_SEC_U32, vstate, rating_n),
-    FIELD("v.rating_sum", REEL_SEC_F32, vstate, rating_sum),
-    FIELD("v.d1", REEL_SEC_F32, vstate, d1),
-    FIELD("v.d7", REEL_SEC_F32, vstate, d7),
+    FIELD("v.ts", REEL_SEC_F64, reel_fs_video, ts),
+    FIELD("v.views", REEL_SEC_U32, reel_fs_video, views),
+    FIELD("v.impr", REEL_SEC_U32, reel_fs_video, impressions),
+    FIELD("v.wf_n", REEL_SEC_U32, reel_fs_video, wf_n),
+    FIELD("v.wf_sum", REEL_SEC_F32, reel_fs_video, wf_sum),
+    FIELD("v.rating_n", REEL_SEC_U32, reel_fs_video, rating_n),
+    FIELD("v.rating_sum", REEL_SEC_F32, reel_fs_video, rating_sum),
+    FIELD("v.d1", REEL_SEC_F32, reel_fs_video, d1),
+    FIELD("v.d7", REEL_SEC_F32, reel_fs_video, d7),
 };
 
 enum { N_UFIELDS = sizeof ufields / sizeof ufields[0] };
@@ -595,7 +648,7 @@ int reel_featstate_load(reel_featstate *s, const reel_secfile *f,
         get_field(&vfields[k], vs[k], s->v, sizeof *s->v, nv);
     uint64_t at = 0;
     for (uint32_t i = 0; i < nu; i++) {
-        struct ustate *u = &s->u[i];
+        reel_fs_user *u = &s->u[i];
         memset(u->ring, 0, sizeof u->ring);
         u->ring_n = rn[i];
         u->ring_at = rn[i] % REEL_FEAT_RING;

@@ -92,7 +92,40 @@ enum reel_feature {
         REEL_F__COUNT
 };
 
-enum { REEL_FEAT_RING = 32 };
+enum {
+    REEL_FEAT_RING = 32,
+    REEL_FEAT_CAT_BUCKETS = 64,
+    REEL_FEAT_LANG_BUCKETS = 16
+};
+
+/*
+ * One user's counters and ring, and one video's counters: what the state
+ * holds per row, public so that a store outside the state (Redis,
+ * src/store/redis.h) can keep them and hand them to
+ * reel_features_row_with(). Plain values; copy freely.
+ */
+typedef struct reel_fs_user {
+    double last_ts;  /* NaN: no event yet */
+    double share_ts; /* time the shares were last decayed to */
+    uint32_t views, impressions, wf_n, rating_n;
+    float wf_sum, rating_sum;
+    float cat[REEL_FEAT_CAT_BUCKETS];
+    float lang[REEL_FEAT_LANG_BUCKETS];
+    uint32_t ring[REEL_FEAT_RING]; /* video indexes, a circular buffer */
+    uint32_t ring_n;               /* items in the ring (<= REEL_FEAT_RING) */
+    uint32_t ring_at;              /* next slot */
+} reel_fs_user;
+
+typedef struct reel_fs_video {
+    double ts; /* time the decayed counts were last updated */
+    uint32_t views, impressions, wf_n, rating_n;
+    float d1, d7, wf_sum, rating_sum;
+} reel_fs_video;
+
+/* A user with no events (last_ts NaN, everything else 0). */
+void reel_fs_user_init(reel_fs_user *u);
+/* u's recent positive videos, oldest first (at most REEL_FEAT_RING). */
+uint32_t reel_fs_user_recent(const reel_fs_user *u, uint32_t *out);
 
 /* Column name ("u_age") and description; NULL for an unknown column. */
 const char *reel_feature_name(int f);
@@ -110,6 +143,8 @@ void reel_featstate_free(reel_featstate *s);
  * demographic columns are missing (NaN) in every row. Never shrinks;
  * the writer calls it (it moves the user table). */
 void reel_featstate_grow(reel_featstate *s, uint32_t n_users);
+/* Forgets every event: every user and video as if new (the writer). */
+void reel_featstate_clear(reel_featstate *s);
 /* Users the state holds (the dataset's, plus grown ones). */
 uint32_t reel_featstate_n_users(const reel_featstate *s);
 /* Makes room for videos 0..n_videos (new ones start with no events).
@@ -153,6 +188,27 @@ int reel_featstate_load(reel_featstate *s, const reel_secfile *f,
 void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
                           int type, double ts, float watch_s, float rating);
 
+/*
+ * reel_featstate_apply() in its two halves, for state kept outside s
+ * (s gives the video tables): the user's half returns 1 when the event
+ * repeats the user's last view (the video's half then counts no new
+ * view), and the video's half takes that.
+ */
+int reel_featstate_apply_user(const reel_featstate *s, reel_fs_user *u,
+                              uint32_t video, int type, double ts,
+                              float watch_s, float rating);
+void reel_featstate_apply_video(const reel_featstate *s, reel_fs_video *v,
+                                uint32_t video, int type, double ts,
+                                float watch_s, float rating, int repeat);
+
+/* Row `user`'s and `video`'s counters (NULL beyond the state). */
+const reel_fs_user *reel_featstate_user(const reel_featstate *s, uint32_t user);
+const reel_fs_video *reel_featstate_video(const reel_featstate *s,
+                                          uint32_t video);
+/* Replaces video's counters (a mirror of a shared store); the writer. */
+void reel_featstate_set_video(reel_featstate *s, uint32_t video,
+                              const reel_fs_video *v);
+
 /* Applies the dataset's events [from, to) with keep[e] != 0 (keep may be
  * NULL). */
 void reel_featstate_apply_events(reel_featstate *s, uint64_t from, uint64_t to,
@@ -180,5 +236,11 @@ typedef struct reel_cand_feats {
  */
 void reel_features_row(const reel_featstate *s, uint32_t user, uint32_t video,
                        double now, const reel_cand_feats *c, float *out);
+/* The same with the user's counters given (u; NULL: none) and `user`
+ * naming the row of the user tables for the demographics (REEL_NONE:
+ * none); the video's counters and columns come from s. */
+void reel_features_row_with(const reel_featstate *s, const reel_fs_user *u,
+                            uint32_t user, uint32_t video, double now,
+                            const reel_cand_feats *c, float *out);
 
 #endif

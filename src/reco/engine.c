@@ -24,6 +24,7 @@
 #include "rank/gbtree.h"
 #include "rank/ranker.h"
 #include "rank/trainset.h"
+#include "store/redis.h"
 #include "store/snapshot.h"
 
 #define DAY 86400.0
@@ -129,6 +130,19 @@ struct reel_engine {
 
     _Atomic uint64_t ingested, rejected;
     uint64_t replayed, skipped_replay;
+
+    /* The Redis store (src/store/redis.h); NULL: the embedded one. */
+    char *store_url;
+    pthread_mutex_t rmu;
+    reel_redis **rpool; /* idle connections */
+    size_t n_rpool, cap_rpool;
+    atomic_int r_ready; /* seeded and the video copy loaded */
+    atomic_int r_up;    /* the last call reached Redis */
+    pthread_t r_thread; /* refreshes the copy of the video statistics */
+    int r_running;
+    char r_cursor[64];
+    _Atomic uint64_t r_degraded, r_refreshes, r_unavailable;
+    char r_error[256]; /* under rmu */
 };
 
 void reel_engine_opts_init(reel_engine_opts *o)
@@ -141,12 +155,15 @@ void reel_engine_opts_init(reel_engine_opts *o)
                             .cold_segment_min = 1000,
                             .snapshot_every_s = 300,
                             .snapshot_every_events = 1000000,
-                            .snapshot_on_close = 1};
+                            .snapshot_on_close = 1,
+                            .store_refresh_s = 1};
+    reel_redis_opts_init(&o->redis);
 }
 
 const char *reel_engine_source_name(reel_engine_source s)
 {
     return s == REEL_ENGINE_PERSONALIZED ? "personalized" : "cold-start";
+    /* DEGRADED is a cold start too; the API marks it "degraded". */
 }
 
 static int is_live(const reel_engine *en, uint32_t v)
@@ -985,6 +1002,9 @@ io:
 
 int reel_engine_snapshot(reel_engine *en, reel_diag *d)
 {
+    if (en->store_url)
+        return reel_diag_fail(d, REEL_EUNSUPPORTED,
+                              "the state is in Redis: Redis persists it");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/snapshots", en->dir);
     pthread_mutex_lock(&en->snap_mu);
@@ -1232,6 +1252,472 @@ static void *snap_main(void *arg)
     return NULL;
 }
 
+/* Why an arriving event is refused (a static string), or NULL (under
+ * the read lock). */
+static const char *event_problem(const reel_engine *en, const reel_event_in *e)
+{
+    if (!e->user || !*e->user || !e->video || !*e->video)
+        return "missing user or video";
+    if (slen(e->user) > REEL_MAX_ID_LEN || slen(e->video) > REEL_MAX_ID_LEN ||
+        slen(e->rec.id) > REEL_MAX_ID_LEN ||
+        slen(e->rec.request_id) > REEL_MAX_ID_LEN)
+        return "id longer than 256 bytes";
+    if (e->rec.type < 0 || e->rec.type >= REEL_EV__COUNT)
+        return "unknown event type";
+    if (!isfinite(e->rec.ts))
+        return "bad ts";
+    if (find_video(en, e->video, strlen(e->video)) == REEL_NONE)
+        return "unknown video";
+    return NULL;
+}
+
+/* ------------------------------------------------------------ Redis */
+
+static reel_reco_scratch *scratch_get(reel_engine *en);
+static void scratch_put(reel_engine *en, reel_reco_scratch *s);
+static uint32_t cold_list(const reel_engine *en, uint32_t u, uint32_t *seen,
+                          uint32_t n_seen, uint32_t k, reel_reco_item *out);
+
+#define REDIS_CATALOGUE                                                        \
+    "with the state in Redis the catalogue comes from the data directory: "    \
+    "change it there (reel import, reel build) and POST /admin/reload"
+
+/* In Redis mode (en->store_url): user state lives in Redis, read per
+ * request; video statistics are applied there by whoever takes events and
+ * copied here by a refresh thread (the features and the cold-start lists
+ * read the copy); the log, snapshots and local user state are unused. */
+
+static uint32_t ids_index(void *ctx, const char *id, size_t len)
+{
+    return find_video(ctx, id, len);
+}
+
+static const char *ids_id(void *ctx, uint32_t v)
+{
+    const reel_engine *en = ctx;
+    return reel_strs_get(&reel_meta_videos(en->meta)->id, v, NULL);
+}
+
+static reel_redis_ids en_ids(reel_engine *en)
+{
+    return (reel_redis_ids){en, ids_index, ids_id};
+}
+
+/* A connection from the pool (opened lazily; the URL was checked). */
+static reel_redis *rget(reel_engine *en)
+{
+    reel_redis *r = NULL;
+    pthread_mutex_lock(&en->rmu);
+    if (en->n_rpool)
+        r = en->rpool[--en->n_rpool];
+    pthread_mutex_unlock(&en->rmu);
+    if (!r && reel_redis_open(en->store_url, &en->o.redis, &r, NULL))
+        abort(); /* checked at open */
+    /* The refresh thread probes Redis every refresh_s: once it is back,
+     * pooled connections stop backing off. */
+    if (atomic_load(&en->r_up))
+        reel_redis_retry_now(r);
+    return r;
+}
+
+/* Gives r back, noting whether the call that used it reached Redis. */
+static void rput(reel_engine *en, reel_redis *r, int rc)
+{
+    pthread_mutex_lock(&en->rmu);
+    if (rc == REEL_EUNAVAILABLE) {
+        snprintf(en->r_error, sizeof en->r_error, "%s", reel_redis_error(r));
+        atomic_fetch_add(&en->r_unavailable, 1);
+    }
+    atomic_store(&en->r_up, rc != REEL_EUNAVAILABLE);
+    if (en->n_rpool == en->cap_rpool)
+        REEL_GROW(en->rpool, en->cap_rpool, en->n_rpool + 1);
+    en->rpool[en->n_rpool++] = r;
+    pthread_mutex_unlock(&en->rmu);
+}
+
+static uint32_t seg_get(const struct segmap *m, uint64_t key)
+{
+    if (!m->cap)
+        return 0;
+    size_t i = seg_slot(m, key);
+    return m->key[i] ? m->cnt[i] : 0;
+}
+
+/* Copies one video's statistics from Redis (writer). */
+static void mirror_video(reel_engine *en, uint32_t v,
+                         const reel_redis_video *st)
+{
+    reel_featstate_set_video(en->fs, v, &st->fs);
+    en->pos[v] = st->pos;
+    en->d1[v] = st->d1;
+    en->d1_ts[v] = st->d1_ts;
+    if (st->d1_ts > en->last_ts)
+        en->last_ts = st->d1_ts;
+    for (uint32_t g = 0; g < N_SEG; g++) {
+        uint32_t have = seg_get(&en->seg, seg_key(g, v));
+        if (st->seg[g] > have)
+            seg_add(&en->seg, seg_key(g, v), st->seg[g] - have);
+    }
+}
+
+/* Copies the statistics of vid[0..n) (every video when vid is NULL). */
+static int mirror(reel_engine *en, reel_redis *r, const uint32_t *vid,
+                  uint32_t n)
+{
+    enum { CHUNK = 1000 };
+    uint32_t all = vid ? n : en->n_videos;
+    uint32_t *ids = reel_xmalloc(CHUNK * sizeof *ids);
+    reel_redis_video *st = reel_xmalloc(CHUNK * sizeof *st);
+    reel_redis_ids map = en_ids(en);
+    int rc = 0;
+    for (uint32_t at = 0; at < all && !rc; at += CHUNK) {
+        uint32_t m = all - at < CHUNK ? all - at : CHUNK;
+        for (uint32_t i = 0; i < m; i++)
+            ids[i] = vid ? vid[at + i] : at + i;
+        if ((rc = reel_redis_videos_get(r, &map, ids, m, st)))
+            break;
+        pthread_rwlock_wrlock(&en->lock);
+        for (uint32_t i = 0; i < m; i++)
+            if (ids[i] < en->n_videos)
+                mirror_video(en, ids[i], &st[i]);
+        pthread_rwlock_unlock(&en->lock);
+    }
+    free(ids);
+    free(st);
+    return rc;
+}
+
+/* Forgets every event's effect (before seeding again). */
+static void state_clear(reel_engine *en)
+{
+    reel_featstate_clear(en->fs);
+    for (uint32_t u = 0; u < en->n_users; u++)
+        en->hist[u].n = 0;
+    en->n_hist = 0;
+    for (uint32_t v = 0; v < en->n_videos; v++) {
+        en->pos[v] = 0;
+        en->d1[v] = 0;
+        en->d1_ts[v] = 0;
+    }
+    memset(en->seg.key, 0, en->seg.cap * sizeof *en->seg.key);
+    memset(en->seg.cnt, 0, en->seg.cap * sizeof *en->seg.cnt);
+    en->seg.n = 0;
+    en->last_ts = -INFINITY;
+}
+
+/* Writes the dataset's state into an empty Redis (the seeding lock held). */
+static int seed(reel_engine *en, reel_redis *r)
+{
+    double t0 = reel_clock_mono();
+    const reel_events *ev = reel_dataset_events(en->ds);
+    pthread_rwlock_wrlock(&en->lock);
+    state_clear(en);
+    for (uint64_t i = 0; i < ev->n; i++)
+        apply_one(en, ev->user[i], ev->video[i], ev->type[i], ev->ts[i],
+                  ev->watch_s[i], ev->rating[i]);
+    pthread_rwlock_unlock(&en->lock);
+    reel_redis_ids map = en_ids(en);
+    const reel_users *us = reel_meta_users(en->meta);
+    reel_redis_hist *h = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    uint64_t n_users = 0, n_videos = 0;
+    for (uint32_t u = 0; u < en->n_users && u < us->n && !rc; u++) {
+        const reel_fs_user *fu = reel_featstate_user(en->fs, u);
+        const struct hist *hs = &en->hist[u];
+        if (!hs->n && !fu->impressions)
+            continue;
+        REEL_GROW(h, cap, (size_t)hs->n + 1);
+        for (uint32_t i = 0; i < hs->n; i++)
+            h[i] =
+                (reel_redis_hist){hs->e[i].video, hs->e[i].type, hs->e[i].ts};
+        rc = reel_redis_seed_user(r, &map, reel_strs_get(&us->id, u, NULL), fu,
+                                  h, hs->n);
+        n_users++;
+    }
+    free(h);
+    for (uint32_t v = 0; v < en->n_videos && !rc; v++) {
+        const reel_fs_video *fv = reel_featstate_video(en->fs, v);
+        if (!en->pos[v] && !fv->impressions)
+            continue;
+        reel_redis_video st;
+        reel_redis_video_init(&st);
+        st.fs = *fv;
+        st.pos = en->pos[v];
+        st.d1 = en->d1[v];
+        st.d1_ts = en->d1_ts[v];
+        for (uint32_t g = 0; g < N_SEG; g++)
+            st.seg[g] = seg_get(&en->seg, seg_key(g, v));
+        rc = reel_redis_seed_video(r, &map, v, &st);
+        n_videos++;
+    }
+    if (!rc)
+        rc = reel_redis_seed_end(r, en->ds_print);
+    /* The users' state is Redis's from now on. */
+    for (uint32_t u = 0; u < en->n_users; u++)
+        en->hist[u].n = 0;
+    if (!rc)
+        reel_log_info("redis: seeded %llu users and %llu videos from the "
+                      "dataset's %llu events in %.1f s",
+                      (unsigned long long)n_users, (unsigned long long)n_videos,
+                      (unsigned long long)ev->n, reel_clock_mono() - t0);
+    return rc;
+}
+
+/* Seeds Redis if nobody has, then copies the video statistics: 0 when
+ * ready, REEL_EBUSY while another process seeds, REEL_EFORMAT when Redis
+ * holds another dataset's state, REEL_EUNAVAILABLE. */
+static int redis_init(reel_engine *en, reel_redis *r)
+{
+    uint64_t m;
+    int rc = reel_redis_marker(r, &m);
+    if (rc)
+        return rc;
+    if (m && m != en->ds_print) {
+        pthread_mutex_lock(&en->rmu);
+        snprintf(en->r_error, sizeof en->r_error,
+                 "Redis holds the state of another dataset (fingerprint "
+                 "%016llx, this one %016llx): give this dataset its own "
+                 "database or prefix",
+                 (unsigned long long)m, (unsigned long long)en->ds_print);
+        pthread_mutex_unlock(&en->rmu);
+        return REEL_EFORMAT;
+    }
+    if (!m) {
+        int mine;
+        if ((rc = reel_redis_seed_begin(r, &mine)))
+            return rc;
+        if (!mine)
+            return REEL_EBUSY;
+        reel_log_info("redis: no state for this dataset yet; seeding it");
+        if ((rc = seed(en, r)))
+            return rc;
+    }
+    if ((rc = reel_redis_changes_tail(r, en->r_cursor)) ||
+        (rc = mirror(en, r, NULL, 0)))
+        return rc;
+    pthread_rwlock_wrlock(&en->lock);
+    cold_compute(en);
+    pthread_rwlock_unlock(&en->lock);
+    return 0;
+}
+
+/* One refresh: the videos changed since the cursor. */
+static int redis_refresh(reel_engine *en, reel_redis *r, uint32_t *buf,
+                         uint32_t cap)
+{
+    uint64_t m;
+    int rc = reel_redis_marker(r, &m);
+    if (rc)
+        return rc;
+    if (m != en->ds_print) {
+        /* Redis lost its data (restarted without persistence): seed it
+         * again from the dataset. */
+        reel_log_warn("redis: the state's marker is gone; seeding again");
+        atomic_store(&en->r_ready, 0);
+        return 0;
+    }
+    for (;;) {
+        uint32_t n;
+        int gap;
+        if ((rc =
+                 reel_redis_changes(r, &(reel_redis_ids){en, ids_index, ids_id},
+                                    en->r_cursor, buf, cap, &n, &gap)))
+            return rc;
+        if (gap) {
+            if ((rc = reel_redis_changes_tail(r, en->r_cursor)) ||
+                (rc = mirror(en, r, NULL, 0)))
+                return rc;
+            break;
+        }
+        if (!n)
+            break;
+        if ((rc = mirror(en, r, buf, n)))
+            return rc;
+    }
+    pthread_rwlock_wrlock(&en->lock);
+    if (en->o.cold_refresh_s <= 0 ||
+        reel_clock_mono() - en->cold_at >= en->o.cold_refresh_s)
+        cold_compute(en);
+    pthread_rwlock_unlock(&en->lock);
+    atomic_fetch_add(&en->r_refreshes, 1);
+    return 0;
+}
+
+static void *redis_main(void *arg)
+{
+    reel_engine *en = arg;
+    reel_redis *r = rget(en);
+    enum { CAP = 1 << 16 };
+    uint32_t *buf = reel_xmalloc(CAP * sizeof *buf);
+    int last = 0;
+    for (;;) {
+        int rc = atomic_load(&en->r_ready) ? redis_refresh(en, r, buf, CAP)
+                                           : redis_init(en, r);
+        if (!rc)
+            atomic_store(&en->r_ready, 1);
+        else if (rc == REEL_EUNAVAILABLE)
+            /* After an outage: check the marker (Redis may have come back
+             * empty) and copy every video again before serving. */
+            atomic_store(&en->r_ready, 0);
+        if (rc && rc != last && rc != REEL_EBUSY) {
+            pthread_mutex_lock(&en->rmu);
+            if (rc != REEL_EFORMAT)
+                snprintf(en->r_error, sizeof en->r_error, "%s",
+                         reel_redis_error(r));
+            reel_log_warn("redis: %s", en->r_error);
+            pthread_mutex_unlock(&en->rmu);
+        }
+        last = rc;
+        atomic_store(&en->r_up, rc != REEL_EUNAVAILABLE);
+        double wait = en->o.store_refresh_s > 0 ? en->o.store_refresh_s : 1;
+        if (rc == REEL_EBUSY || rc == REEL_EUNAVAILABLE)
+            wait = wait < 0.2 ? wait : 0.2;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double at = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + wait;
+        ts.tv_sec = (time_t)at;
+        ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+        pthread_mutex_lock(&en->cv_mu);
+        if (!en->stop)
+            pthread_cond_timedwait(&en->cv, &en->cv_mu, &ts);
+        int stop = en->stop;
+        pthread_mutex_unlock(&en->cv_mu);
+        if (stop)
+            break;
+    }
+    free(buf);
+    rput(en, r, 0);
+    return NULL;
+}
+
+/*
+ * The answer from a user's state, wherever it came from (under the read
+ * lock): fu and ring[0..nr) the user's counters and recent videos (fu
+ * NULL: none), u the row of the user tables (REEL_NONE: none), seen the
+ * videos to exclude (sorted in place). Ranked when the ring is usable,
+ * else the cold-start lists.
+ */
+static uint32_t answer(reel_engine *en, const reel_reco_opts *o,
+                       const reel_fs_user *fu, uint32_t u, const uint32_t *ring,
+                       uint32_t nr, uint32_t *seen, uint32_t n_seen, uint32_t k,
+                       reel_reco_item *out, reel_engine_source *source,
+                       reel_engine_explain *ex)
+{
+    reel_reco_scratch *s = scratch_get(en);
+    uint32_t n = 0;
+    if (nr) {
+        reel_reco r = en->reco;
+        if (o) {
+            r.o = *o;
+            if (r.o.candidates > en->reco.o.candidates)
+                r.o.candidates = en->reco.o.candidates;
+        }
+        reel_filter f = {.allow = en->allow,
+                         .allow_bits = en->n_videos,
+                         .exclude = seen,
+                         .n_exclude = n_seen};
+        n = reel_reco_rank_with(&r, en->fs, fu, u, reel_clock_wall(), ring, nr,
+                                &f, k, s, out);
+        if (n)
+            *source = REEL_ENGINE_PERSONALIZED;
+    }
+    const reel_gbtree *trees = en->rk ? reel_ranker_trees(en->rk) : NULL;
+    for (uint32_t i = 0; i < n && ex; i++) {
+        ex[i].has_x = 1;
+        memcpy(ex[i].x, reel_reco_scratch_row(s, out[i].cand), sizeof ex[i].x);
+        ex[i].has_phi = trees != NULL;
+        if (trees)
+            reel_gbtree_contrib(trees, ex[i].x, ex[i].phi);
+    }
+    if (!n) {
+        n = cold_list(en, u, seen, n_seen, k, out);
+        for (uint32_t i = 0; i < n && ex; i++)
+            ex[i].has_x = ex[i].has_phi = 0;
+    }
+    scratch_put(en, s);
+    return n;
+}
+
+/* Recommendations in Redis mode: the user's state from Redis; the
+ * cold-start path, marked degraded, when Redis cannot be reached. */
+static int redis_recommend(reel_engine *en, const char *user, uint32_t k,
+                           const reel_reco_opts *o, reel_reco_item *out,
+                           uint32_t *n_out, reel_engine_source *source,
+                           reel_engine_explain *ex)
+{
+    uint32_t hmax = en->o.redis.history_max;
+    reel_redis_hist *h = reel_xmalloc(((size_t)hmax + 1) * sizeof *h);
+    uint32_t *seen = reel_xmalloc(((size_t)hmax + 1) * sizeof *seen);
+    reel_fs_user fu;
+    uint32_t nh = 0, n_seen = 0;
+    uint64_t found;
+    reel_redis *r = rget(en);
+    reel_redis_ids map = en_ids(en);
+    int rc = reel_redis_user_get(r, user, &map, &fu, h, hmax, &nh, &found);
+    rput(en, r, rc);
+    for (uint32_t i = 0; i < nh; i++)
+        if (h[i].video != REEL_NONE)
+            seen[n_seen++] = h[i].video;
+    uint32_t ring[REEL_FEAT_RING], nr = rc ? 0 : reel_fs_user_recent(&fu, ring);
+    pthread_rwlock_rdlock(&en->lock);
+    uint32_t u = find_user(en, user, strlen(user));
+    *n_out = answer(en, o, &fu, u, ring, nr, seen, n_seen, k, out, source, ex);
+    pthread_rwlock_unlock(&en->lock);
+    if (rc) {
+        *source = REEL_ENGINE_DEGRADED;
+        atomic_fetch_add(&en->r_degraded, 1);
+    }
+    free(h);
+    free(seen);
+    return 0;
+}
+
+static int redis_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
+                        reel_engine_reject *rej, uint32_t *n_rej,
+                        reel_engine_done_fn done, void *ctx)
+{
+    reel_redis_event *re = reel_xmalloc(((size_t)n + 1) * sizeof *re);
+    uint32_t m = 0;
+    pthread_rwlock_rdlock(&en->lock);
+    for (uint32_t i = 0; i < n; i++) {
+        const reel_event_in *e = &ev[i];
+        const char *why = event_problem(en, e);
+        if (why) {
+            rej[(*n_rej)++] = (reel_engine_reject){i, why};
+            continue;
+        }
+        uint32_t u = find_user(en, e->user, strlen(e->user));
+        re[m++] = (reel_redis_event){
+            .user = e->user,
+            .id = e->rec.id,
+            .video = find_video(en, e->video, strlen(e->video)),
+            .type = (uint8_t)e->rec.type,
+            .seg = u == REEL_NONE ? NO_SEG : segment_of(en, u),
+            .ts = e->rec.ts,
+            .watch_s = (float)e->rec.watch_s,
+            .rating = (float)e->rec.rating};
+    }
+    pthread_rwlock_unlock(&en->lock);
+    atomic_fetch_add(&en->rejected, *n_rej);
+    int rc = 0;
+    if (m) {
+        reel_redis *r = rget(en);
+        uint32_t dups = 0;
+        rc = reel_redis_apply(
+            r, en->fs, &(reel_redis_ids){en, ids_index, ids_id}, re, m, &dups);
+        rput(en, r, rc);
+        if (!rc)
+            atomic_fetch_add(&en->ingested, m - dups);
+    }
+    free(re);
+    if (done && m) {
+        done(ctx, rc);
+        return 0;
+    }
+    return rc;
+}
+
 int reel_engine_open(const char *dir, const reel_engine_opts *o,
                      reel_engine **out, reel_diag *d)
 {
@@ -1258,6 +1744,7 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
     pthread_mutex_init(&en->reload_mu, NULL);
     pthread_mutex_init(&en->cv_mu, NULL);
     pthread_cond_init(&en->cv, NULL);
+    pthread_mutex_init(&en->rmu, NULL);
     char path[4096];
     int rc;
     struct items it;
@@ -1272,6 +1759,23 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
     en->last_ts = -INFINITY;
     users_grow(en, reel_meta_users(en->meta)->n);
     videos_grow(en, reel_meta_videos(en->meta)->n);
+
+    if (en->o.store_url) {
+        if ((rc = reel_redis_url_check(en->o.store_url, d)))
+            goto fail;
+        en->store_url = reel_xstrndup(en->o.store_url, strlen(en->o.store_url));
+        en->o.store_url = en->store_url;
+        /* The copy of the video statistics, the seeding and the cold-start
+         * lists come from the refresh thread; readiness waits for it. */
+        cold_compute(en);
+        if (pthread_create(&en->r_thread, NULL, redis_main, en)) {
+            rc = reel_diag_fail(d, REEL_ENOMEM, "cannot start a thread");
+            goto fail;
+        }
+        en->r_running = 1;
+        *out = en;
+        return 0;
+    }
 
     /* The newest snapshot, or the dataset's events. */
     snprintf(path, sizeof path, "%s/snapshots", dir);
@@ -1359,13 +1863,20 @@ int reel_engine_close(reel_engine *en)
 {
     if (!en)
         return 0;
-    if (en->snap_running) {
+    if (en->snap_running || en->r_running) {
         pthread_mutex_lock(&en->cv_mu);
         en->stop = 1;
-        pthread_cond_signal(&en->cv);
+        pthread_cond_broadcast(&en->cv);
         pthread_mutex_unlock(&en->cv_mu);
-        pthread_join(en->snap_thread, NULL);
+        if (en->snap_running)
+            pthread_join(en->snap_thread, NULL);
+        if (en->r_running)
+            pthread_join(en->r_thread, NULL);
     }
+    for (size_t i = 0; i < en->n_rpool; i++)
+        reel_redis_close(en->rpool[i]);
+    free(en->rpool);
+    free(en->store_url);
     if (en->wal && en->o.snapshot_on_close) {
         reel_diag d;
         reel_diag_clear(&d);
@@ -1582,6 +2093,8 @@ int reel_engine_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
     *n_rej = 0;
     if (n > REEL_ENGINE_MAX_BATCH)
         return REEL_ETOOBIG;
+    if (en->store_url)
+        return redis_ingest(en, ev, n, rej, n_rej, done, ctx);
     struct batch *b = reel_xcalloc(1, sizeof *b);
     uint32_t cap = 0, count = 0;
     /* The tables only grow, so a video found now is there when the
@@ -1589,20 +2102,7 @@ int reel_engine_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
     pthread_rwlock_rdlock(&en->lock);
     for (uint32_t i = 0; i < n; i++) {
         const reel_event_in *e = &ev[i];
-        const char *why = NULL;
-        if (!e->user || !*e->user || !e->video || !*e->video)
-            why = "missing user or video";
-        else if (slen(e->user) > REEL_MAX_ID_LEN ||
-                 slen(e->video) > REEL_MAX_ID_LEN ||
-                 slen(e->rec.id) > REEL_MAX_ID_LEN ||
-                 slen(e->rec.request_id) > REEL_MAX_ID_LEN)
-            why = "id longer than 256 bytes";
-        else if (e->rec.type < 0 || e->rec.type >= REEL_EV__COUNT)
-            why = "unknown event type";
-        else if (!isfinite(e->rec.ts))
-            why = "bad ts";
-        else if (find_video(en, e->video, strlen(e->video)) == REEL_NONE)
-            why = "unknown video";
+        const char *why = event_problem(en, e);
         if (why) {
             rej[(*n_rej)++] = (reel_engine_reject){i, why};
             continue;
@@ -1646,6 +2146,8 @@ int reel_engine_video_delete(reel_engine *en, const char *video,
     size_t len = strlen(video);
     if (!len || len > REEL_MAX_ID_LEN || !video_known(en, video, len))
         return REEL_ENOENT;
+    if (en->store_url)
+        return REEL_EUNSUPPORTED;
     struct batch *b = reel_xcalloc(1, sizeof *b);
     b->type = REEL_ENGINE_WAL_DELETE;
     b->rec = reel_xmalloc(sizeof *b->rec);
@@ -1769,6 +2271,8 @@ int reel_engine_video_put(reel_engine *en, const reel_video_rec *rec,
                           const float *vec, uint32_t n_vec, int *is_new,
                           reel_diag *d, reel_engine_done_fn done, void *ctx)
 {
+    if (en->store_url)
+        return reel_diag_fail(d, REEL_EUNSUPPORTED, REDIS_CATALOGUE);
     if (!rec->id || !*rec->id)
         return reel_diag_fail(d, REEL_EINVAL, "missing \"id\"");
     float *row = NULL;
@@ -1830,6 +2334,8 @@ int reel_engine_video_put(reel_engine *en, const reel_video_rec *rec,
 int reel_engine_user_put(reel_engine *en, const reel_user_rec *rec, int *is_new,
                          reel_diag *d, reel_engine_done_fn done, void *ctx)
 {
+    if (en->store_url)
+        return reel_diag_fail(d, REEL_EUNSUPPORTED, REDIS_CATALOGUE);
     if (!rec->id || !*rec->id)
         return reel_diag_fail(d, REEL_EINVAL, "missing \"id\"");
     if (is_new) {
@@ -1914,49 +2420,21 @@ int reel_engine_recommend(reel_engine *en, const char *user, uint32_t k,
         return REEL_EINVAL;
     if (!k)
         return 0;
-    double now = reel_clock_wall();
+    if (en->store_url)
+        return redis_recommend(en, user, k, o, out, n_out, source, ex);
     pthread_rwlock_rdlock(&en->lock);
-    reel_reco_scratch *s = scratch_get(en);
-    reel_reco r = en->reco;
-    if (o) {
-        r.o = *o;
-        if (r.o.candidates > en->reco.o.candidates)
-            r.o.candidates = en->reco.o.candidates;
-    }
     uint32_t u = find_user(en, user, strlen(user));
     uint32_t n_seen = u == REEL_NONE ? 0 : en->hist[u].n;
     uint32_t *seen = reel_xmalloc(((size_t)n_seen + 1) * sizeof *seen);
     for (uint32_t i = 0; i < n_seen; i++)
         seen[i] = en->hist[u].e[i].video;
-    uint32_t ring[REEL_FEAT_RING], nh = 0, n = 0;
+    uint32_t ring[REEL_FEAT_RING], nr = 0;
     if (u != REEL_NONE)
-        nh = reel_featstate_recent(en->fs, u, ring);
-    if (nh) {
-        reel_filter f = {.allow = en->allow,
-                         .allow_bits = en->n_videos,
-                         .exclude = seen,
-                         .n_exclude = n_seen};
-        n = reel_reco_rank(&r, en->fs, u, now, ring, nh, &f, k, s, out);
-        if (n)
-            *source = REEL_ENGINE_PERSONALIZED;
-    }
-    const reel_gbtree *trees = en->rk ? reel_ranker_trees(en->rk) : NULL;
-    for (uint32_t i = 0; i < n && ex; i++) {
-        ex[i].has_x = 1;
-        memcpy(ex[i].x, reel_reco_scratch_row(s, out[i].cand), sizeof ex[i].x);
-        ex[i].has_phi = trees != NULL;
-        if (trees)
-            reel_gbtree_contrib(trees, ex[i].x, ex[i].phi);
-    }
-    if (!n) {
-        n = cold_list(en, u, seen, n_seen, k, out);
-        for (uint32_t i = 0; i < n && ex; i++)
-            ex[i].has_x = ex[i].has_phi = 0;
-    }
-    scratch_put(en, s);
+        nr = reel_featstate_recent(en->fs, u, ring);
+    *n_out = answer(en, o, reel_featstate_user(en->fs, u), u, ring, nr, seen,
+                    n_seen, k, out, source, ex);
     pthread_rwlock_unlock(&en->lock);
     free(seen);
-    *n_out = n;
     return 0;
 }
 
@@ -1994,12 +2472,31 @@ int reel_engine_similar(reel_engine *en, const char *video, uint32_t k,
     return rc;
 }
 
-void reel_engine_history(reel_engine *en, const char *user, uint32_t max,
-                         reel_engine_event *out, uint32_t *n_out,
-                         uint64_t *n_total)
+int reel_engine_history(reel_engine *en, const char *user, uint32_t max,
+                        reel_engine_event *out, uint32_t *n_out,
+                        uint64_t *n_total)
 {
     *n_out = 0;
     *n_total = 0;
+    if (en->store_url) {
+        reel_redis_hist *h = reel_xmalloc(((size_t)max + 1) * sizeof *h);
+        reel_fs_user fu;
+        uint64_t found;
+        uint32_t n = 0;
+        reel_redis *r = rget(en);
+        reel_redis_ids map = en_ids(en);
+        int rc = reel_redis_user_get(r, user, &map, &fu, h, max, &n, &found);
+        rput(en, r, rc);
+        /* Redis keeps them newest first; the answer is oldest first. */
+        for (uint32_t i = 0; i < n; i++)
+            out[i] = (reel_engine_event){.video = h[n - 1 - i].video,
+                                         .type = h[n - 1 - i].type,
+                                         .ts = h[n - 1 - i].ts};
+        free(h);
+        *n_out = rc ? 0 : n;
+        *n_total = *n_out;
+        return rc;
+    }
     pthread_rwlock_rdlock(&en->lock);
     uint32_t u = find_user(en, user, strlen(user));
     if (u != REEL_NONE) {
@@ -2010,6 +2507,7 @@ void reel_engine_history(reel_engine *en, const char *user, uint32_t max,
         *n_total = h->n;
     }
     pthread_rwlock_unlock(&en->lock);
+    return 0;
 }
 
 static const char *acopy(reel_arena *a, const char *s)
@@ -2175,7 +2673,20 @@ void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
     st->snapshot_lsn = en->snap_lsn;
     st->snapshot_s = en->snap_s;
     pthread_mutex_unlock(&en->snap_mu);
-    reel_wal_get_stats(en->wal, &st->wal);
+    if (en->wal)
+        reel_wal_get_stats(en->wal, &st->wal);
+    if (en->store_url) {
+        st->redis = 1;
+        st->redis_ready = atomic_load(&en->r_ready);
+        st->redis_up = atomic_load(&en->r_up);
+        st->degraded = atomic_load(&en->r_degraded);
+        st->redis_unavailable = atomic_load(&en->r_unavailable);
+        st->redis_refreshes = atomic_load(&en->r_refreshes);
+        pthread_mutex_lock(&en->rmu);
+        memcpy(st->redis_error, en->r_error, sizeof st->redis_error);
+        pthread_mutex_unlock(&en->rmu);
+        return;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/wal", en->dir);
     st->wal_disk_bytes = dir_bytes(path);

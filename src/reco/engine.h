@@ -75,6 +75,7 @@
 #include "data/record.h"
 #include "rank/features.h"
 #include "reco/reco.h"
+#include "store/redis.h"
 #include "store/wal.h"
 
 /* The most events one ingest call takes, and the largest k. */
@@ -106,6 +107,13 @@ typedef struct reel_engine_opts {
     double snapshot_every_s;        /* 300 */
     uint64_t snapshot_every_events; /* 1,000,000 */
     int snapshot_on_close;          /* 1 */
+    /* The Redis store (NULL: embedded): redis://HOST[:PORT][/DB] or
+     * unix:///PATH. User state is read from and written to Redis; the
+     * log, snapshots and catalogue changes are off (the catalogue comes
+     * from DIR; change it with reel build and a reload). */
+    const char *store_url;
+    reel_redis_opts redis;  /* reel_redis_opts_init() */
+    double store_refresh_s; /* 1: the copy of the video statistics */
 } reel_engine_opts;
 
 void reel_engine_opts_init(reel_engine_opts *o);
@@ -186,10 +194,13 @@ int reel_engine_user_get(reel_engine *en, const char *user, reel_arena *a,
 
 typedef enum reel_engine_source {
     REEL_ENGINE_PERSONALIZED = 0,
-    REEL_ENGINE_COLD_START = 1
+    REEL_ENGINE_COLD_START = 1,
+    /* Cold start because the user's state could not be read (Redis
+     * down): the answer is marked degraded. */
+    REEL_ENGINE_DEGRADED = 2
 } reel_engine_source;
 
-/* "personalized", "cold-start". */
+/* "personalized", "cold-start" (also for DEGRADED). */
 const char *reel_engine_source_name(reel_engine_source s);
 
 /* Why an item ranked where it did: its feature row and, for a tree
@@ -228,11 +239,12 @@ typedef struct reel_engine_event {
 } reel_engine_event;
 
 /* The user's newest `max` history events (every event but impressions),
- * oldest first, into out; *n_total is how many the user has. An unknown
- * user has none. */
-void reel_engine_history(reel_engine *en, const char *user, uint32_t max,
-                         reel_engine_event *out, uint32_t *n_out,
-                         uint64_t *n_total);
+ * oldest first, into out; *n_total is how many the user has (with Redis:
+ * how many were read, of the history_max kept). An unknown user has
+ * none. REEL_EUNAVAILABLE when Redis is down. */
+int reel_engine_history(reel_engine *en, const char *user, uint32_t max,
+                        reel_engine_event *out, uint32_t *n_out,
+                        uint64_t *n_total);
 
 /* The ids and titles of videos v[0..n), copied into a (title NULL when
  * missing). */
@@ -263,6 +275,14 @@ typedef struct reel_engine_stats {
     uint64_t snapshot_disk_bytes; /* the files in DIR/snapshots */
     int has_ranker;
     reel_wal_stats wal;
+    /* The Redis store (all 0 when embedded). */
+    int redis;                  /* 1: user state in Redis */
+    int redis_ready;            /* seeded and the video statistics copied */
+    int redis_up;               /* the last call reached Redis */
+    uint64_t degraded;          /* cold-start answers because Redis was down */
+    uint64_t redis_unavailable; /* calls that found Redis down */
+    uint64_t redis_refreshes;   /* copies of the video statistics */
+    char redis_error[256];      /* the last problem ("" none) */
 } reel_engine_stats;
 
 void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st);

@@ -76,6 +76,17 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
                         uint32_t n_hist, const reel_filter *f, uint32_t k,
                         reel_reco_scratch *s, reel_reco_item *out)
 {
+    const reel_fs_user *fu = reel_featstate_user(fs, user);
+    return reel_reco_rank_with(r, fs, fu, fu ? user : REEL_NONE, now, hist,
+                               n_hist, f, k, s, out);
+}
+
+uint32_t reel_reco_rank_with(const reel_reco *r, const reel_featstate *fs,
+                             const reel_fs_user *fu, uint32_t user, double now,
+                             const uint32_t *hist, uint32_t n_hist,
+                             const reel_filter *f, uint32_t k,
+                             reel_reco_scratch *s, reel_reco_item *out)
+{
     const reel_reco_opts *o = &r->o;
     uint32_t want = o->candidates < s->cap ? o->candidates : s->cap;
     if (want < k)
@@ -95,8 +106,8 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
             reel_cand_prefetch(r->vec, s->hits[i + AHEAD].id);
         reel_cand_feats cf;
         reel_cand_feats_fill(&s->cc, s->hits[i].id, s->sim[i], s->rank[i], &cf);
-        reel_features_row(fs, user, s->hits[i].id, now, &cf,
-                          s->x + (size_t)i * REEL_F__COUNT);
+        reel_features_row_with(fs, fu, user, s->hits[i].id, now, &cf,
+                               s->x + (size_t)i * REEL_F__COUNT);
     }
     if (r->ranker)
         reel_ranker_score(r->ranker, s->x, nc, REEL_F__COUNT, s->p);

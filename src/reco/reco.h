@@ -91,5 +91,13 @@ uint32_t reel_reco_rank(const reel_reco *r, const reel_featstate *fs,
                         uint32_t user, double now, const uint32_t *hist,
                         uint32_t n_hist, const reel_filter *f, uint32_t k,
                         reel_reco_scratch *s, reel_reco_item *out);
+/* The same with the user's counters given (fu, e.g. read from Redis;
+ * NULL: none) and `user` the row of the user tables (REEL_NONE: no
+ * demographics). */
+uint32_t reel_reco_rank_with(const reel_reco *r, const reel_featstate *fs,
+                             const reel_fs_user *fu, uint32_t user, double now,
+                             const uint32_t *hist, uint32_t n_hist,
+                             const reel_filter *f, uint32_t k,
+                             reel_reco_scratch *s, reel_reco_item *out);
 
 #endif

@@ -1,0 +1,684 @@
+/* Tests of src/store/redis and the engine's Redis mode against a real
+ * redis-server on a Unix socket (the ctest fixture redis, started by
+ * tests/support/redis-fixture; REEL_TEST_REDIS names its directory):
+ * events applied through Redis give exactly the embedded state's
+ * counters, event ids are applied once, concurrent writers lose no
+ * update, a Redis that goes away is reported and reconnected to, and two
+ * replicas serve the same recommendations as the embedded store, keep
+ * doing so through a Redis restart (degraded while it is down). */
+#include "testutil.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "data/dataset.h"
+#include "data/interactions.h"
+#include "data/meta.h"
+#include "embed/vectors.h"
+#include "rank/features.h"
+#include "reco/engine.h"
+#include "store/redis.h"
+
+enum { NV = 40, NU = 12, DIM = 2 };
+
+static const char *redis_dir(void)
+{
+    const char *d = getenv("REEL_TEST_REDIS");
+    if (!d)
+        fail_msg("REEL_TEST_REDIS is not set (run through ctest: the redis "
+                 "fixture starts the server)");
+    return d;
+}
+
+static char url[4200];
+
+static const char *redis_url(void)
+{
+    snprintf(url, sizeof url, "unix://%s/redis.sock", redis_dir());
+    return url;
+}
+
+static void fixture_cmd(const char *what)
+{
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "bash '%s' %s '%s'",
+             getenv("REEL_TEST_REDIS_FIXTURE"), what, redis_dir());
+    assert_int_equal(system(cmd), 0);
+}
+
+static void flushall(void)
+{
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd,
+             "redis-cli -s '%s/redis.sock' flushall >/dev/null", redis_dir());
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Videos v0..v39 (angle i * 4 degrees; categories, languages and
+ * durations so that every counter moves), users u0..u11 with ages and
+ * genders (segments), a few events of each. */
+static char *fixture(void)
+{
+    char *dir = test_tmpdir();
+    reel_dsbuild *b;
+    reel_dsbuild_new(&b);
+    reel_diag d;
+    static const char *cats[] = {"drama", "comedy", "news", "sport"};
+    static const char *langs[] = {"en", "fr", "de"};
+    for (int i = 0; i < NV; i++) {
+        char id[8], title[16];
+        snprintf(id, sizeof id, "v%d", i);
+        snprintf(title, sizeof title, "Title %d", i);
+        reel_video_rec v = reel_video_rec_empty();
+        v.id = id;
+        v.title = title;
+        const char *c[2] = {cats[i % 4], cats[(i / 4) % 4]};
+        v.categories = c;
+        v.n_categories = 2;
+        v.language = langs[i % 3];
+        v.duration_s = 600 + 60 * i;
+        uint32_t idx;
+        assert_int_equal(reel_dsbuild_add_video(b, &v, &idx, &d), 0);
+    }
+    for (int u = 0; u < NU; u++) {
+        char id[8];
+        snprintf(id, sizeof id, "u%d", u);
+        reel_user_rec r = reel_user_rec_empty();
+        r.id = id;
+        r.age = 18 + 5 * u;
+        r.gender = u % 2 ? "F" : "M";
+        uint32_t idx;
+        assert_int_equal(reel_dsbuild_add_user(b, &r, &idx, &d), 0);
+    }
+    for (int i = 0; i < 60; i++) {
+        char uid[8];
+        snprintf(uid, sizeof uid, "u%d", i % NU);
+        reel_event_rec e = reel_event_rec_empty();
+        e.user = reel_dsbuild_user_ref(b, uid, strlen(uid));
+        e.video = (uint32_t)((i * 7) % NV);
+        e.type = i % 5 == 0 ? REEL_EV_IMPRESSION : REEL_EV_WATCH;
+        e.watch_s = 100 + i;
+        e.ts = 1000 + 60 * i;
+        assert_int_equal(reel_dsbuild_add_event(b, &e, &d), 0);
+    }
+    assert_int_equal(reel_dsbuild_write(b, dir, &d), 0);
+    reel_dsbuild_free(b);
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_vectors *vec;
+    reel_vectors_new(NV, DIM, "{}", &vec);
+    for (int i = 0; i < NV; i++) {
+        float *r = reel_vectors_row(vec, (uint32_t)i);
+        r[0] = cosf((float)i * 4 * 3.14159265f / 180);
+        r[1] = sinf((float)i * 4 * 3.14159265f / 180);
+        vec->has[i] = 1;
+    }
+    vec->unit_norm = 1;
+    char *vdir = test_path(dir, "vectors");
+    assert_int_equal(mkdir(vdir, 0755), 0);
+    char *path = test_path(vdir, "item2vec.reel");
+    assert_int_equal(reel_vectors_save(vec, ds, path, &d), 0);
+    free(path);
+    free(vdir);
+    reel_vectors_free(vec);
+    reel_dataset_close(ds);
+    return dir;
+}
+
+/* Video ids "v<i>" both ways. */
+static uint32_t vindex(void *ctx, const char *id, size_t len)
+{
+    (void)ctx;
+    if (len < 2 || len > 4 || id[0] != 'v')
+        return REEL_NONE;
+    uint32_t v = 0;
+    for (size_t i = 1; i < len; i++) {
+        if (id[i] < '0' || id[i] > '9')
+            return REEL_NONE;
+        v = v * 10 + (uint32_t)(id[i] - '0');
+    }
+    return v < NV ? v : REEL_NONE;
+}
+
+static char vnames[NV][8];
+
+static const char *vname(void *ctx, uint32_t v)
+{
+    (void)ctx;
+    return vnames[v];
+}
+
+static const reel_redis_ids IDS = {NULL, vindex, vname};
+
+static reel_redis *connect_store(void)
+{
+    reel_redis *r;
+    reel_diag d;
+    assert_int_equal(reel_redis_open(redis_url(), NULL, &r, &d), 0);
+    assert_int_equal(reel_redis_ping(r), 0);
+    return r;
+}
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint32_t next(uint32_t n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng % n);
+}
+
+static char user_names[NU][8];
+
+/* n random events from time t on (one per second). */
+static void random_events(reel_redis_event *ev, uint32_t n, double t)
+{
+    static const int types[] = {REEL_EV_WATCH,      REEL_EV_CLICK,
+                                REEL_EV_IMPRESSION, REEL_EV_RATING,
+                                REEL_EV_LIKE,       REEL_EV_SKIP};
+    for (uint32_t i = 0; i < n; i++) {
+        int type = types[next(6)];
+        uint32_t u = next(NU);
+        ev[i] = (reel_redis_event){
+            .user = user_names[u],
+            .video = next(NV),
+            .type = (uint8_t)type,
+            .seg = u % 3 ? u % 4 : REEL_NO_SEGMENT,
+            .ts = t + i,
+            .watch_s = type == REEL_EV_WATCH ? (float)next(3000) : NAN,
+            .rating =
+                type == REEL_EV_RATING ? 0.5f * (float)(1 + next(10)) : NAN};
+    }
+}
+
+static void names_init(void)
+{
+    for (int i = 0; i < NV; i++)
+        snprintf(vnames[i], sizeof vnames[i], "v%d", i);
+    for (int u = 0; u < NU; u++)
+        snprintf(user_names[u], sizeof user_names[u], "u%d", u);
+}
+
+static void users_equal(const reel_fs_user *a, const reel_fs_user *b)
+{
+    assert_true(a->last_ts == b->last_ts ||
+                (isnan(a->last_ts) && isnan(b->last_ts)));
+    assert_true(a->share_ts == b->share_ts);
+    assert_int_equal(a->views, b->views);
+    assert_int_equal(a->impressions, b->impressions);
+    assert_int_equal(a->wf_n, b->wf_n);
+    assert_int_equal(a->rating_n, b->rating_n);
+    assert_true(a->wf_sum == b->wf_sum);
+    assert_true(a->rating_sum == b->rating_sum);
+    assert_memory_equal(a->cat, b->cat, sizeof a->cat);
+    assert_memory_equal(a->lang, b->lang, sizeof a->lang);
+    uint32_t ra[REEL_FEAT_RING], rb[REEL_FEAT_RING];
+    uint32_t na = reel_fs_user_recent(a, ra), nb = reel_fs_user_recent(b, rb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(ra, rb, na * sizeof *ra);
+}
+
+static void videos_equal(const reel_fs_video *a, const reel_fs_video *b)
+{
+    assert_true(a->ts == b->ts);
+    assert_int_equal(a->views, b->views);
+    assert_int_equal(a->impressions, b->impressions);
+    assert_int_equal(a->wf_n, b->wf_n);
+    assert_int_equal(a->rating_n, b->rating_n);
+    assert_true(a->wf_sum == b->wf_sum);
+    assert_true(a->rating_sum == b->rating_sum);
+    assert_true(a->d1 == b->d1);
+    assert_true(a->d7 == b->d7);
+}
+
+/* The slow twin: the embedded state applied event by event. */
+static void store_applies_events_as_the_embedded_state(void **state)
+{
+    (void)state;
+    names_init();
+    flushall();
+    char *dir = fixture();
+    reel_diag d;
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_featstate *fs;
+    assert_int_equal(reel_featstate_new(ds, &fs), 0);
+    reel_featstate_grow(fs, NU + 1);
+    reel_redis *r = connect_store();
+    enum { N = 600, BATCH = 37 };
+    reel_redis_event *ev = malloc(N * sizeof *ev);
+    random_events(ev, N, 2e9);
+    for (uint32_t at = 0; at < N; at += BATCH) {
+        uint32_t n = N - at < BATCH ? N - at : BATCH, dup;
+        assert_int_equal(reel_redis_apply(r, fs, &IDS, ev + at, n, &dup), 0);
+        assert_int_equal(dup, 0);
+    }
+    /* The users are not in the state's numbering: use grown rows. */
+    reel_featstate *local;
+    assert_int_equal(reel_featstate_new(ds, &local), 0);
+    reel_featstate_grow(local, reel_featstate_n_users(local) + NU);
+    uint32_t base = reel_featstate_n_users(local) - NU;
+    for (uint32_t i = 0; i < N; i++)
+        reel_featstate_apply(local, base + (uint32_t)atoi(ev[i].user + 1),
+                             ev[i].video, ev[i].type, ev[i].ts, ev[i].watch_s,
+                             ev[i].rating);
+    reel_redis_hist h[1000];
+    for (uint32_t u = 0; u < NU; u++) {
+        reel_fs_user got;
+        uint32_t nh;
+        uint64_t found;
+        assert_int_equal(reel_redis_user_get(r, user_names[u], &IDS, &got, h,
+                                             1000, &nh, &found),
+                         0);
+        users_equal(&got, reel_featstate_user(local, base + u));
+        uint32_t want = 0;
+        for (uint32_t i = 0; i < N; i++)
+            want += !strcmp(ev[i].user, user_names[u]) &&
+                    ev[i].type != REEL_EV_IMPRESSION;
+        assert_int_equal(nh, want);
+        for (uint32_t i = 1; i < nh; i++) /* newest first */
+            assert_true(h[i - 1].ts > h[i].ts);
+    }
+    uint32_t all[NV];
+    reel_redis_video st[NV];
+    for (uint32_t v = 0; v < NV; v++)
+        all[v] = v;
+    assert_int_equal(reel_redis_videos_get(r, &IDS, all, NV, st), 0);
+    for (uint32_t v = 0; v < NV; v++) {
+        videos_equal(&st[v].fs, reel_featstate_video(local, v));
+        uint32_t pos = 0, seg[REEL_SEGMENTS] = {0};
+        for (uint32_t i = 0; i < N; i++)
+            if (ev[i].video == v && reel_event_is_positive(ev[i].type)) {
+                pos++;
+                if (ev[i].seg != REEL_NO_SEGMENT)
+                    seg[ev[i].seg]++;
+            }
+        assert_int_equal(st[v].pos, pos);
+        assert_memory_equal(st[v].seg, seg, sizeof seg);
+    }
+    /* The change feed names every video written. */
+    char cursor[64] = "0";
+    uint32_t vid[4096], n;
+    int gap;
+    uint8_t seen[NV] = {0};
+    do {
+        assert_int_equal(
+            reel_redis_changes(r, &IDS, cursor, vid, 4096, &n, &gap), 0);
+        assert_false(gap);
+        for (uint32_t i = 0; i < n; i++)
+            seen[vid[i]] = 1;
+    } while (n);
+    for (uint32_t i = 0; i < N; i++)
+        assert_true(seen[ev[i].video]);
+    reel_redis_close(r);
+    free(ev);
+    reel_featstate_free(local);
+    reel_featstate_free(fs);
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void event_ids_are_applied_once(void **state)
+{
+    (void)state;
+    names_init();
+    flushall();
+    char *dir = fixture();
+    reel_diag d;
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_featstate *fs;
+    assert_int_equal(reel_featstate_new(ds, &fs), 0);
+    reel_redis *r = connect_store();
+    reel_redis_event ev[3] = {
+        {.user = "a",
+         .id = "e1",
+         .video = 1,
+         .type = REEL_EV_WATCH,
+         .ts = 10,
+         .watch_s = 60,
+         .rating = NAN,
+         .seg = REEL_NO_SEGMENT},
+        {.user = "a",
+         .id = "e2",
+         .video = 2,
+         .type = REEL_EV_WATCH,
+         .ts = 11,
+         .watch_s = 60,
+         .rating = NAN,
+         .seg = REEL_NO_SEGMENT},
+        /* The same id again within the batch. */
+        {.user = "a",
+         .id = "e1",
+         .video = 1,
+         .type = REEL_EV_WATCH,
+         .ts = 12,
+         .watch_s = 60,
+         .rating = NAN,
+         .seg = REEL_NO_SEGMENT},
+    };
+    uint32_t dup;
+    assert_int_equal(reel_redis_apply(r, fs, &IDS, ev, 3, &dup), 0);
+    assert_int_equal(dup, 1);
+    /* A redelivered batch (at least once): nothing applied twice. */
+    assert_int_equal(reel_redis_apply(r, fs, &IDS, ev, 3, &dup), 0);
+    assert_int_equal(dup, 3);
+    reel_fs_user u;
+    reel_redis_hist h[8];
+    uint32_t nh;
+    uint64_t found;
+    assert_int_equal(reel_redis_user_get(r, "a", &IDS, &u, h, 8, &nh, &found),
+                     0);
+    assert_int_equal(u.views, 2);
+    assert_int_equal(nh, 2);
+    reel_redis_video st[2];
+    uint32_t vid[2] = {1, 2};
+    assert_int_equal(reel_redis_videos_get(r, &IDS, vid, 2, st), 0);
+    assert_int_equal(st[0].fs.views, 1);
+    assert_int_equal(st[1].fs.views, 1);
+    reel_redis_close(r);
+    reel_featstate_free(fs);
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
+}
+
+struct writer {
+    const reel_featstate *fs;
+    int id;
+    int rc;
+};
+
+enum { W_BATCHES = 30, W_EVENTS = 50 };
+
+/* Watches of distinct videos 0..4 by users w0..w2, every user a new
+ * video each time (no repeats), so each event is one view. */
+static void *write_main(void *arg)
+{
+    struct writer *w = arg;
+    reel_redis *r;
+    reel_diag d;
+    if (reel_redis_open(redis_url(), NULL, &r, &d)) {
+        w->rc = -1;
+        return NULL;
+    }
+    static const char *users[] = {"w0", "w1", "w2"};
+    reel_redis_event ev[W_EVENTS];
+    for (int b = 0; b < W_BATCHES && !w->rc; b++) {
+        for (int i = 0; i < W_EVENTS; i++)
+            ev[i] = (reel_redis_event){.user = users[i % 3],
+                                       .video = (uint32_t)(i % 5),
+                                       .type = REEL_EV_IMPRESSION,
+                                       .ts = 100 + b,
+                                       .watch_s = NAN,
+                                       .rating = NAN,
+                                       .seg = REEL_NO_SEGMENT};
+        uint32_t dup;
+        w->rc = reel_redis_apply(r, w->fs, &IDS, ev, W_EVENTS, &dup);
+    }
+    reel_redis_close(r);
+    return NULL;
+}
+
+static void concurrent_writers_lose_no_update(void **state)
+{
+    (void)state;
+    names_init();
+    flushall();
+    char *dir = fixture();
+    reel_diag d;
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_featstate *fs;
+    assert_int_equal(reel_featstate_new(ds, &fs), 0);
+    enum { W = 3 };
+    struct writer w[W];
+    pthread_t th[W];
+    for (int i = 0; i < W; i++) {
+        w[i] = (struct writer){fs, i, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, write_main, &w[i]), 0);
+    }
+    for (int i = 0; i < W; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].rc, 0);
+    }
+    reel_redis *r = connect_store();
+    uint32_t vid[5] = {0, 1, 2, 3, 4};
+    reel_redis_video st[5];
+    assert_int_equal(reel_redis_videos_get(r, &IDS, vid, 5, st), 0);
+    for (int v = 0; v < 5; v++)
+        assert_int_equal(st[v].fs.impressions, W * W_BATCHES * W_EVENTS / 5);
+    uint32_t total = 0;
+    for (int u = 0; u < 3; u++) {
+        reel_fs_user fu;
+        uint32_t nh;
+        uint64_t found;
+        char id[4];
+        snprintf(id, sizeof id, "w%d", u);
+        assert_int_equal(
+            reel_redis_user_get(r, id, &IDS, &fu, NULL, 0, &nh, &found), 0);
+        total += fu.impressions;
+    }
+    assert_int_equal(total, W * W_BATCHES * W_EVENTS);
+    reel_redis_close(r);
+    reel_featstate_free(fs);
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void a_redis_that_goes_away_is_unavailable_then_reconnected(void **state)
+{
+    (void)state;
+    names_init();
+    flushall();
+    reel_redis *r = connect_store();
+    fixture_cmd("stop");
+    reel_fs_user u;
+    uint32_t nh;
+    uint64_t found;
+    assert_int_equal(
+        reel_redis_user_get(r, "x", &IDS, &u, NULL, 0, &nh, &found),
+        REEL_EUNAVAILABLE);
+    /* Backing off: fails fast without trying. */
+    assert_int_equal(reel_redis_ping(r), REEL_EUNAVAILABLE);
+    assert_true(strlen(reel_redis_error(r)) > 0);
+    fixture_cmd("start");
+    int rc = REEL_EUNAVAILABLE;
+    for (int i = 0; i < 100 && rc; i++) {
+        sleep_ms(50);
+        rc = reel_redis_ping(r);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(
+        reel_redis_user_get(r, "x", &IDS, &u, NULL, 0, &nh, &found), 0);
+    assert_int_equal(found, 0);
+    assert_true(isnan(u.last_ts));
+    reel_redis_close(r);
+}
+
+/* ------------------------------------------------------------- replicas */
+
+static reel_engine *open_engine(const char *dir, const char *store)
+{
+    reel_engine_opts o;
+    reel_engine_opts_init(&o);
+    o.cold_refresh_s = 0;
+    o.cold_segment_min = 1;
+    o.snapshot_every_s = 0;
+    o.snapshot_every_events = 0;
+    o.snapshot_on_close = 0;
+    o.store_url = store;
+    o.store_refresh_s = 0.05;
+    reel_engine *en;
+    reel_diag d;
+    reel_diag_clear(&d);
+    int rc = reel_engine_open(dir, &o, &en, &d);
+    if (rc)
+        fail_msg("open: %s: %s", reel_strerror(rc), d.msg);
+    return en;
+}
+
+static void wait_ready(reel_engine *en, int want)
+{
+    reel_engine_stats st;
+    for (int i = 0; i < 400; i++) {
+        reel_engine_get_stats(en, &st);
+        if ((st.redis_ready && st.redis_up) == want)
+            return;
+        sleep_ms(25);
+    }
+    fail_msg("the engine's Redis readiness stayed %d (%s)", !want,
+             st.redis_error);
+}
+
+/* Waits until en has copied the video statistics twice more (the copy
+ * after a write). */
+static void wait_refresh(reel_engine *en)
+{
+    reel_engine_stats st;
+    reel_engine_get_stats(en, &st);
+    uint64_t at = st.redis_refreshes;
+    for (int i = 0; i < 400; i++) {
+        sleep_ms(10);
+        reel_engine_get_stats(en, &st);
+        if (st.redis_refreshes >= at + 2)
+            return;
+    }
+    fail_msg("no refresh of the video statistics");
+}
+
+static void same_recommendations(reel_engine *a, reel_engine *b,
+                                 const char *user)
+{
+    reel_reco_item x[10], y[10];
+    uint32_t nx, ny;
+    reel_engine_source sx, sy;
+    assert_int_equal(
+        reel_engine_recommend(a, user, 10, NULL, x, &nx, &sx, NULL), 0);
+    assert_int_equal(
+        reel_engine_recommend(b, user, 10, NULL, y, &ny, &sy, NULL), 0);
+    if (nx != ny || sx != sy)
+        fail_msg("%s: %u items (source %d) against %u (source %d)", user, nx,
+                 sx, ny, sy);
+    for (uint32_t i = 0; i < nx; i++) {
+        assert_int_equal(x[i].video, y[i].video);
+        assert_true(x[i].score == y[i].score);
+    }
+}
+
+static reel_event_in event(const char *user, const char *video, int type,
+                           double ts, const char *id)
+{
+    reel_event_in e = {.user = user, .video = video};
+    e.rec = reel_event_rec_empty();
+    e.rec.type = type;
+    e.rec.ts = ts;
+    e.rec.watch_s = 300;
+    e.rec.id = id;
+    return e;
+}
+
+static void replicas_serve_as_the_embedded_store_through_a_restart(void **state)
+{
+    (void)state;
+    names_init();
+    flushall();
+    char *dir = fixture();
+    /* The embedded store writes a log into its directory: its own copy
+     * (the same dataset, so the same fingerprint). */
+    char *edir = fixture();
+    reel_engine *emb = open_engine(edir, NULL);
+    reel_engine *r1 = open_engine(dir, redis_url());
+    reel_engine *r2 = open_engine(dir, redis_url());
+    wait_ready(r1, 1);
+    wait_ready(r2, 1);
+    static const char *users[] = {"u0", "u3", "u7", "nobody"};
+    for (int i = 0; i < 4; i++) {
+        same_recommendations(emb, r1, users[i]);
+        same_recommendations(emb, r2, users[i]);
+    }
+    /* An event through one replica changes both (and the embedded
+     * store given the same event agrees). */
+    reel_event_in ev[2] = {event("u3", "v20", REEL_EV_WATCH, 9000, "x1"),
+                           event("newbie", "v30", REEL_EV_WATCH, 9001, "x2")};
+    reel_engine_reject rej[2];
+    uint32_t n_rej;
+    assert_int_equal(reel_engine_ingest(r1, ev, 2, rej, &n_rej, NULL, NULL), 0);
+    assert_int_equal(n_rej, 0);
+    assert_int_equal(reel_engine_ingest(emb, ev, 2, rej, &n_rej, NULL, NULL),
+                     0);
+    wait_refresh(r2);
+    for (int i = 0; i < 4; i++)
+        same_recommendations(emb, r2, users[i]);
+    same_recommendations(emb, r2, "newbie");
+    reel_engine_event h[64];
+    uint32_t n;
+    uint64_t total;
+    assert_int_equal(reel_engine_history(r2, "newbie", 64, h, &n, &total), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].video, 30);
+
+    /* Redis goes away: cold start marked degraded, events refused. */
+    fixture_cmd("stop");
+    reel_reco_item it[10];
+    reel_engine_source src;
+    assert_int_equal(
+        reel_engine_recommend(r1, "u3", 10, NULL, it, &n, &src, NULL), 0);
+    assert_int_equal(src, REEL_ENGINE_DEGRADED);
+    assert_true(n > 0);
+    assert_int_equal(reel_engine_ingest(r1, ev, 1, rej, &n_rej, NULL, NULL),
+                     REEL_EUNAVAILABLE);
+    assert_int_equal(reel_engine_history(r1, "u3", 64, h, &n, &total),
+                     REEL_EUNAVAILABLE);
+    wait_ready(r1, 0);
+    /* It comes back empty (no persistence): seeded again from the
+     * dataset, so the dataset's users are served as before. */
+    fixture_cmd("start");
+    wait_ready(r1, 1);
+    wait_ready(r2, 1);
+    char *fdir = fixture();
+    reel_engine *fresh = open_engine(fdir, NULL);
+    for (int i = 0; i < 4; i++) {
+        same_recommendations(fresh, r1, users[i]);
+        same_recommendations(fresh, r2, users[i]);
+    }
+    reel_engine_close(fresh);
+    reel_engine_close(r2);
+    reel_engine_close(r1);
+    reel_engine_close(emb);
+    test_rmtree(fdir);
+    free(fdir);
+    test_rmtree(edir);
+    free(edir);
+    test_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(store_applies_events_as_the_embedded_state),
+        cmocka_unit_test(event_ids_are_applied_once),
+        cmocka_unit_test(concurrent_writers_lose_no_update),
+        cmocka_unit_test(
+            a_redis_that_goes_away_is_unavailable_then_reconnected),
+        cmocka_unit_test(
+            replicas_serve_as_the_embedded_store_through_a_restart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
