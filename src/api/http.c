@@ -933,9 +933,11 @@ static void on_wake(loop *lp)
     lp->done_head = lp->done_tail = NULL;
     int handed[64];
     uint32_t n_handed = lp->n_handed < 64 ? lp->n_handed : 64;
-    memcpy(handed, lp->handed + lp->n_handed - n_handed,
-           n_handed * sizeof *handed);
-    lp->n_handed -= n_handed;
+    if (n_handed > 0) {
+        memcpy(handed, lp->handed + lp->n_handed - n_handed,
+               n_handed * sizeof *handed);
+        lp->n_handed -= n_handed;
+    }
     int more = lp->n_handed > 0;
     pthread_mutex_unlock(&lp->mu);
     if (more) { /* the rest on the next turn of the loop */

@@ -1300,7 +1300,8 @@ static const char *ids_id(void *ctx, uint32_t v)
 
 static reel_redis_ids en_ids(reel_engine *en)
 {
-    return (reel_redis_ids){en, ids_index, ids_id};
+    return (reel_redis_ids){en, reel_meta_videos(en->meta)->n, ids_index,
+                            ids_id};
 }
 
 /* A connection from the pool (opened lazily; the URL was checked). */
@@ -1399,8 +1400,10 @@ static void state_clear(reel_engine *en)
         en->d1[v] = 0;
         en->d1_ts[v] = 0;
     }
-    memset(en->seg.key, 0, en->seg.cap * sizeof *en->seg.key);
-    memset(en->seg.cnt, 0, en->seg.cap * sizeof *en->seg.cnt);
+    if (en->seg.cap > 0) {
+        memset(en->seg.key, 0, en->seg.cap * sizeof *en->seg.key);
+        memset(en->seg.cnt, 0, en->seg.cap * sizeof *en->seg.cnt);
+    }
     en->seg.n = 0;
     en->last_ts = -INFINITY;
 }
@@ -1520,9 +1523,11 @@ static int redis_refresh(reel_engine *en, reel_redis *r, uint32_t *buf,
     for (;;) {
         uint32_t n;
         int gap;
-        if ((rc =
-                 reel_redis_changes(r, &(reel_redis_ids){en, ids_index, ids_id},
-                                    en->r_cursor, buf, cap, &n, &gap)))
+        if ((rc = reel_redis_changes(
+                 r,
+                 &(reel_redis_ids){en, reel_meta_videos(en->meta)->n, ids_index,
+                                   ids_id},
+                 en->r_cursor, buf, cap, &n, &gap)))
             return rc;
         if (gap) {
             if ((rc = reel_redis_changes_tail(r, en->r_cursor)) ||
@@ -1704,8 +1709,11 @@ static int redis_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
     if (m) {
         reel_redis *r = rget(en);
         uint32_t dups = 0;
-        rc = reel_redis_apply(
-            r, en->fs, &(reel_redis_ids){en, ids_index, ids_id}, re, m, &dups);
+        rc = reel_redis_apply(r, en->fs,
+                              &(reel_redis_ids){en,
+                                                reel_meta_videos(en->meta)->n,
+                                                ids_index, ids_id},
+                              re, m, &dups);
         rput(en, r, rc);
         if (!rc)
             atomic_fetch_add(&en->ingested, m - dups);

@@ -1,5 +1,6 @@
 #include "store/redis.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -27,32 +28,56 @@ enum {
 };
 
 /*
- * Compare-and-set: KEYS[1] the hash (its field "ver" the version),
- * KEYS[2] a list, KEYS[3] a sorted set (both optional: pass the hash's
- * name again with no entries). ARGV: expected version, n fields, field,
- * value..., n list entries, entry..., list cap, n members, score,
- * member..., set cap. Returns 1, or 0 when the version moved.
+ * One batch's writes, each key only if its version ("ver") is what was
+ * read. ARGV[1]: entries; then per entry: "u" or "v", the version read,
+ * the packed record "c", and for "u": n history entries and
+ * the entries, the history cap, n event ids and (score, id) pairs, the
+ * ids' cap. KEYS: per "u" entry its hash, list and sorted set, per "v"
+ * entry its hash. Returns the (1-based) entries whose version had moved.
  */
-static const char CAS_LUA[] =
-    "local v = redis.call('HGET', KEYS[1], 'ver') or '0'\n"
-    "if v ~= ARGV[1] then return 0 end\n"
-    "local i = 2\n"
-    "local nf = tonumber(ARGV[i]); i = i + 1\n"
-    "local a = {}\n"
-    "for j = 1, 2 * nf do a[j] = ARGV[i]; i = i + 1 end\n"
-    "a[#a + 1] = 'ver'; a[#a + 1] = tostring(tonumber(v) + 1)\n"
-    "redis.call('HSET', KEYS[1], unpack(a))\n"
-    "local nl = tonumber(ARGV[i]); i = i + 1\n"
-    "for j = 1, nl do redis.call('LPUSH', KEYS[2], ARGV[i]); i = i + 1 end\n"
-    "local lcap = tonumber(ARGV[i]); i = i + 1\n"
-    "if nl > 0 then redis.call('LTRIM', KEYS[2], 0, lcap - 1) end\n"
-    "local nz = tonumber(ARGV[i]); i = i + 1\n"
-    "for j = 1, nz do\n"
-    "  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2\n"
+static const char BATCH_LUA[] =
+    "local failed, i, k = {}, 2, 1\n"
+    "local function push(cmd, key, from, n)\n"
+    "  local at = from\n"
+    "  while at < from + n do\n"
+    "    local to = math.min(at + 999, from + n - 1)\n"
+    "    redis.call(cmd, key, unpack(ARGV, at, to))\n"
+    "    at = to + 1\n"
+    "  end\n"
     "end\n"
-    "local zcap = tonumber(ARGV[i])\n"
-    "if nz > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -zcap - 1) end\n"
-    "return 1\n";
+    "for e = 1, tonumber(ARGV[1]) do\n"
+    "  local kind, want = ARGV[i], ARGV[i + 1]\n"
+    "  local key = KEYS[k]\n"
+    "  local v = redis.call('HGET', key, 'ver') or '0'\n"
+    "  local ok = v == want\n"
+    "  local nv = tostring(tonumber(v) + 1)\n"
+    "  if kind == 'u' then\n"
+    "    if ok then\n"
+    "      redis.call('HSET', key, 'c', ARGV[i + 2], 'ver', nv)\n"
+    "    end\n"
+    "    i = i + 3\n"
+    "    local nh = tonumber(ARGV[i]); i = i + 1\n"
+    "    if ok and nh > 0 then\n"
+    "      push('LPUSH', KEYS[k + 1], i, nh)\n"
+    "      redis.call('LTRIM', KEYS[k + 1], 0, tonumber(ARGV[i + nh]) - 1)\n"
+    "    end\n"
+    "    i = i + nh + 1\n"
+    "    local nz = tonumber(ARGV[i]); i = i + 1\n"
+    "    if ok and nz > 0 then\n"
+    "      push('ZADD', KEYS[k + 2], i, 2 * nz)\n"
+    "      redis.call('ZREMRANGEBYRANK', KEYS[k + 2], 0,\n"
+    "                 -tonumber(ARGV[i + 2 * nz]) - 1)\n"
+    "    end\n"
+    "    i = i + 2 * nz + 1\n"
+    "    k = k + 3\n"
+    "  else\n"
+    "    if ok then redis.call('HSET', key, 'c', ARGV[i + 2], 'ver', nv) end\n"
+    "    i = i + 3\n"
+    "    k = k + 1\n"
+    "  end\n"
+    "  if not ok then failed[#failed + 1] = e end\n"
+    "end\n"
+    "return failed\n";
 
 struct reel_redis {
     reel_redis_opts o;
@@ -282,7 +307,7 @@ int reel_redis_ping(reel_redis *r)
     }
     if (rep)
         freeReplyObject(rep);
-    rep = command(r, "SCRIPT LOAD %s", CAS_LUA);
+    rep = command(r, "SCRIPT LOAD %s", BATCH_LUA);
     if (!rep)
         return REEL_EUNAVAILABLE;
     if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
@@ -416,96 +441,152 @@ static int is(const redisReply *f, const char *name)
     return f->len == n && !memcmp(f->str, name, n);
 }
 
-static int num(const redisReply *v, double *out)
+/* The packed records ("c"): a format byte, then little-endian fields
+ * (docs/formats/redis.md). */
+enum {
+    REC_FORMAT = 1,
+    U_REC = 1 + 8 + 8 + 4 * 4 + 4 * 2 + 4 * REEL_FEAT_CAT_BUCKETS +
+            4 * REEL_FEAT_LANG_BUCKETS + 4 + 4 * REEL_FEAT_RING,
+    V_REC = 1 + 8 + 4 * 4 + 4 * 4 + 4 + 4 + 8 + 4 * REEL_SEGMENTS
+};
+
+/* The sizes docs/formats/redis.md gives. */
+_Static_assert(U_REC == 493, "the user record of docs/formats/redis.md");
+_Static_assert(V_REC == 185, "the video record of docs/formats/redis.md");
+
+static unsigned char *put_u32(unsigned char *p, uint32_t x)
 {
-    char tmp[64];
+    for (int i = 0; i < 4; i++)
+        *p++ = (unsigned char)(x >> (8 * i));
+    return p;
+}
+
+static unsigned char *put_f32(unsigned char *p, float x)
+{
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    return put_u32(p, b);
+}
+
+static unsigned char *put_f64(unsigned char *p, double x)
+{
+    uint64_t b;
+    memcpy(&b, &x, 8);
+    for (int i = 0; i < 8; i++)
+        *p++ = (unsigned char)(b >> (8 * i));
+    return p;
+}
+
+static const unsigned char *get_u32(const unsigned char *p, uint32_t *x)
+{
+    *x = 0;
+    for (int i = 0; i < 4; i++)
+        *x |= (uint32_t)p[i] << (8 * i);
+    return p + 4;
+}
+
+static const unsigned char *get_f32(const unsigned char *p, float *x)
+{
+    uint32_t b;
+    p = get_u32(p, &b);
+    memcpy(x, &b, 4);
+    return p;
+}
+
+static const unsigned char *get_f64(const unsigned char *p, double *x)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < 8; i++)
+        b |= (uint64_t)p[i] << (8 * i);
+    memcpy(x, &b, 8);
+    return p + 8;
+}
+
+static int parse_ver(const redisReply *v, uint64_t *ver)
+{
+    char tmp[24];
     if (v->type != REDIS_REPLY_STRING || !v->len || v->len >= sizeof tmp)
         return -1;
     memcpy(tmp, v->str, v->len);
     tmp[v->len] = '\0';
     char *end;
-    errno = 0;
-    *out = strtod(tmp, &end);
-    return *end || errno == ERANGE ? -1 : 0;
+    *ver = strtoull(tmp, &end, 10);
+    return *end ? -1 : 0;
 }
 
-static int u32(const redisReply *v, uint32_t *out)
+static int finite_all(const float *x, size_t n)
 {
-    double x;
-    if (num(v, &x) || !(x >= 0 && x <= UINT32_MAX) || x != floor(x))
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+static int unpack_user(const redisReply *c, const reel_redis_ids *ids,
+                       reel_fs_user *u)
+{
+    if (c->type != REDIS_REPLY_STRING || c->len != U_REC ||
+        (unsigned char)c->str[0] != REC_FORMAT)
         return -1;
-    *out = (uint32_t)x;
-    return 0;
-}
-
-static int f32s(const redisReply *v, float *out, size_t n)
-{
-    if (v->type != REDIS_REPLY_STRING || v->len != n * 4)
+    const unsigned char *p = (const unsigned char *)c->str + 1;
+    p = get_f64(p, &u->last_ts);
+    p = get_f64(p, &u->share_ts);
+    p = get_u32(p, &u->views);
+    p = get_u32(p, &u->impressions);
+    p = get_u32(p, &u->wf_n);
+    p = get_u32(p, &u->rating_n);
+    p = get_f32(p, &u->wf_sum);
+    p = get_f32(p, &u->rating_sum);
+    for (int i = 0; i < REEL_FEAT_CAT_BUCKETS; i++)
+        p = get_f32(p, &u->cat[i]);
+    for (int i = 0; i < REEL_FEAT_LANG_BUCKETS; i++)
+        p = get_f32(p, &u->lang[i]);
+    /* The ring, oldest first: video indexes (the same in every process:
+     * they share the dataset, whose fingerprint the marker holds). */
+    uint32_t n;
+    p = get_u32(p, &n);
+    if (n > REEL_FEAT_RING)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b = (uint32_t)(unsigned char)v->str[4 * i] |
-                     (uint32_t)(unsigned char)v->str[4 * i + 1] << 8 |
-                     (uint32_t)(unsigned char)v->str[4 * i + 2] << 16 |
-                     (uint32_t)(unsigned char)v->str[4 * i + 3] << 24;
-        memcpy(&out[i], &b, 4);
-        if (!isfinite(out[i]))
-            return -1;
-    }
-    return 0;
-}
-
-static void arg_f32s(reel_redis *r, const float *x, size_t n)
-{
-    unsigned char *p = reel_arena_alloc(&r->a, 4 * n + 1, 1);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &x[i], 4);
-        p[4 * i] = (unsigned char)b;
-        p[4 * i + 1] = (unsigned char)(b >> 8);
-        p[4 * i + 2] = (unsigned char)(b >> 16);
-        p[4 * i + 3] = (unsigned char)(b >> 24);
-    }
-    arg(r, (const char *)p, 4 * n);
-}
-
-/* The ring: "LEN:ID" for each video, oldest first. */
-static int parse_ring(const redisReply *v, const reel_redis_ids *ids,
-                      reel_fs_user *u)
-{
-    if (v->type != REDIS_REPLY_STRING)
-        return -1;
-    const char *p = v->str, *end = v->str + v->len;
-    while (p < end) {
-        char *colon;
-        unsigned long n = strtoul(p, &colon, 10);
-        if (colon == p || colon >= end || *colon != ':' ||
-            n > (unsigned long)(end - colon - 1) || n > 4096)
-            return -1;
-        uint32_t vi = ids->index(ids->ctx, colon + 1, n);
-        if (vi != REEL_NONE) {
-            u->ring[u->ring_at] = vi;
-            u->ring_at = (u->ring_at + 1) % REEL_FEAT_RING;
-            if (u->ring_n < REEL_FEAT_RING)
-                u->ring_n++;
+    for (uint32_t i = 0; i < REEL_FEAT_RING; i++) {
+        uint32_t v;
+        p = get_u32(p, &v);
+        if (i < n) {
+            if (v >= ids->n)
+                return -1;
+            u->ring[i] = v;
         }
-        p = colon + 1 + n;
     }
-    return 0;
+    u->ring_n = n;
+    u->ring_at = n % REEL_FEAT_RING;
+    return finite_all(u->cat, REEL_FEAT_CAT_BUCKETS) &&
+                   finite_all(u->lang, REEL_FEAT_LANG_BUCKETS) &&
+                   isfinite(u->share_ts)
+               ? 0
+               : -1;
 }
 
-static void arg_ring(reel_redis *r, const reel_redis_ids *ids,
-                     const reel_fs_user *u)
+static void arg_user_rec(reel_redis *r, const reel_fs_user *u)
 {
-    uint32_t ring[REEL_FEAT_RING], n = reel_fs_user_recent(u, ring);
-    reel_buf b;
-    reel_buf_init(&b);
-    for (uint32_t i = 0; i < n; i++) {
-        const char *id = ids->id(ids->ctx, ring[i]);
-        reel_buf_printf(&b, "%zu:%s", strlen(id), id);
-    }
-    char *p = reel_arena_strndup(&r->a, b.len ? b.data : "", b.len);
-    arg(r, p, b.len);
-    reel_buf_free(&b);
+    unsigned char *b = reel_arena_alloc(&r->a, U_REC, 1), *p = b;
+    *p++ = REC_FORMAT;
+    p = put_f64(p, u->last_ts);
+    p = put_f64(p, u->share_ts);
+    p = put_u32(p, u->views);
+    p = put_u32(p, u->impressions);
+    p = put_u32(p, u->wf_n);
+    p = put_u32(p, u->rating_n);
+    p = put_f32(p, u->wf_sum);
+    p = put_f32(p, u->rating_sum);
+    for (int i = 0; i < REEL_FEAT_CAT_BUCKETS; i++)
+        p = put_f32(p, u->cat[i]);
+    for (int i = 0; i < REEL_FEAT_LANG_BUCKETS; i++)
+        p = put_f32(p, u->lang[i]);
+    uint32_t ring[REEL_FEAT_RING] = {0}, n = reel_fs_user_recent(u, ring);
+    p = put_u32(p, n);
+    for (int i = 0; i < REEL_FEAT_RING; i++)
+        p = put_u32(p, ring[i]);
+    assert(p - b == U_REC);
+    arg(r, (const char *)b, U_REC);
 }
 
 /* HGETALL of a user hash into u (and *ver). */
@@ -518,75 +599,71 @@ static int parse_user(const redisReply *rep, const reel_redis_ids *ids,
         return -1;
     for (size_t i = 0; i < rep->elements; i += 2) {
         const redisReply *f = rep->element[i], *v = rep->element[i + 1];
-        double x;
-        int bad = 0;
         if (f->type != REDIS_REPLY_STRING)
             return -1;
-        if (is(f, "ver")) {
-            bad = num(v, &x) || x < 0;
-            *ver = bad ? 0 : (uint64_t)x;
-        } else if (is(f, "last_ts")) {
-            bad = num(v, &u->last_ts);
-        } else if (is(f, "share_ts")) {
-            bad = num(v, &u->share_ts);
-        } else if (is(f, "views")) {
-            bad = u32(v, &u->views);
-        } else if (is(f, "impr")) {
-            bad = u32(v, &u->impressions);
-        } else if (is(f, "wf_n")) {
-            bad = u32(v, &u->wf_n);
-        } else if (is(f, "rating_n")) {
-            bad = u32(v, &u->rating_n);
-        } else if (is(f, "wf_sum")) {
-            bad = num(v, &x);
-            u->wf_sum = (float)x;
-        } else if (is(f, "rating_sum")) {
-            bad = num(v, &x);
-            u->rating_sum = (float)x;
-        } else if (is(f, "cat")) {
-            bad = f32s(v, u->cat, REEL_FEAT_CAT_BUCKETS);
-        } else if (is(f, "lang")) {
-            bad = f32s(v, u->lang, REEL_FEAT_LANG_BUCKETS);
-        } else if (is(f, "ring")) {
-            bad = parse_ring(v, ids, u);
-        } /* other fields: a later version's; ignored */
+        int bad = 0;
+        if (is(f, "ver"))
+            bad = parse_ver(v, ver);
+        else if (is(f, "c"))
+            bad = unpack_user(v, ids, u);
+        /* other fields: a later version's; ignored */
         if (bad)
             return -1;
     }
     return 0;
 }
 
-static void arg_user_fields(reel_redis *r, const reel_redis_ids *ids,
-                            const reel_fs_user *u)
-{
-    args(r, "last_ts");
-    argf(r, "%.17g", u->last_ts);
-    args(r, "share_ts");
-    argf(r, "%.17g", u->share_ts);
-    args(r, "views");
-    argf(r, "%u", u->views);
-    args(r, "impr");
-    argf(r, "%u", u->impressions);
-    args(r, "wf_n");
-    argf(r, "%u", u->wf_n);
-    args(r, "wf_sum");
-    argf(r, "%.9g", u->wf_sum);
-    args(r, "rating_n");
-    argf(r, "%u", u->rating_n);
-    args(r, "rating_sum");
-    argf(r, "%.9g", u->rating_sum);
-    args(r, "cat");
-    arg_f32s(r, u->cat, REEL_FEAT_CAT_BUCKETS);
-    args(r, "lang");
-    arg_f32s(r, u->lang, REEL_FEAT_LANG_BUCKETS);
-    args(r, "ring");
-    arg_ring(r, ids, u);
-}
-enum { N_USER_FIELDS = 11 };
-
 void reel_redis_video_init(reel_redis_video *v)
 {
     memset(v, 0, sizeof *v);
+}
+
+static int unpack_video(const redisReply *c, reel_redis_video *v)
+{
+    if (c->type != REDIS_REPLY_STRING || c->len != V_REC ||
+        (unsigned char)c->str[0] != REC_FORMAT)
+        return -1;
+    const unsigned char *p = (const unsigned char *)c->str + 1;
+    p = get_f64(p, &v->fs.ts);
+    p = get_u32(p, &v->fs.views);
+    p = get_u32(p, &v->fs.impressions);
+    p = get_u32(p, &v->fs.wf_n);
+    p = get_u32(p, &v->fs.rating_n);
+    p = get_f32(p, &v->fs.d1);
+    p = get_f32(p, &v->fs.d7);
+    p = get_f32(p, &v->fs.wf_sum);
+    p = get_f32(p, &v->fs.rating_sum);
+    p = get_u32(p, &v->pos);
+    p = get_f32(p, &v->d1);
+    p = get_f64(p, &v->d1_ts);
+    for (int i = 0; i < REEL_SEGMENTS; i++)
+        p = get_u32(p, &v->seg[i]);
+    return isfinite(v->fs.ts) && isfinite(v->fs.d1) && isfinite(v->fs.d7) &&
+                   isfinite(v->d1) && isfinite(v->d1_ts)
+               ? 0
+               : -1;
+}
+
+static void arg_video_rec(reel_redis *r, const reel_redis_video *v)
+{
+    unsigned char *b = reel_arena_alloc(&r->a, V_REC, 1), *p = b;
+    *p++ = REC_FORMAT;
+    p = put_f64(p, v->fs.ts);
+    p = put_u32(p, v->fs.views);
+    p = put_u32(p, v->fs.impressions);
+    p = put_u32(p, v->fs.wf_n);
+    p = put_u32(p, v->fs.rating_n);
+    p = put_f32(p, v->fs.d1);
+    p = put_f32(p, v->fs.d7);
+    p = put_f32(p, v->fs.wf_sum);
+    p = put_f32(p, v->fs.rating_sum);
+    p = put_u32(p, v->pos);
+    p = put_f32(p, v->d1);
+    p = put_f64(p, v->d1_ts);
+    for (int i = 0; i < REEL_SEGMENTS; i++)
+        p = put_u32(p, v->seg[i]);
+    assert(p - b == V_REC);
+    arg(r, (const char *)b, V_REC);
 }
 
 static int parse_video(const redisReply *rep, reel_redis_video *v,
@@ -598,93 +675,18 @@ static int parse_video(const redisReply *rep, reel_redis_video *v,
         return -1;
     for (size_t i = 0; i < rep->elements; i += 2) {
         const redisReply *f = rep->element[i], *x = rep->element[i + 1];
-        double d;
-        int bad = 0;
         if (f->type != REDIS_REPLY_STRING)
             return -1;
-        if (is(f, "ver")) {
-            bad = num(x, &d) || d < 0;
-            *ver = bad ? 0 : (uint64_t)d;
-        } else if (is(f, "ts")) {
-            bad = num(x, &v->fs.ts);
-        } else if (is(f, "views")) {
-            bad = u32(x, &v->fs.views);
-        } else if (is(f, "impr")) {
-            bad = u32(x, &v->fs.impressions);
-        } else if (is(f, "wf_n")) {
-            bad = u32(x, &v->fs.wf_n);
-        } else if (is(f, "rating_n")) {
-            bad = u32(x, &v->fs.rating_n);
-        } else if (is(f, "wf_sum")) {
-            bad = num(x, &d);
-            v->fs.wf_sum = (float)d;
-        } else if (is(f, "rating_sum")) {
-            bad = num(x, &d);
-            v->fs.rating_sum = (float)d;
-        } else if (is(f, "d1")) {
-            bad = num(x, &d);
-            v->fs.d1 = (float)d;
-        } else if (is(f, "d7")) {
-            bad = num(x, &d);
-            v->fs.d7 = (float)d;
-        } else if (is(f, "pos")) {
-            bad = u32(x, &v->pos);
-        } else if (is(f, "pd1")) {
-            bad = num(x, &d);
-            v->d1 = (float)d;
-        } else if (is(f, "pd1_ts")) {
-            bad = num(x, &v->d1_ts);
-        } else if (f->len > 1 && f->str[0] == 's') {
-            char tmp[8];
-            if (f->len >= sizeof tmp)
-                continue;
-            memcpy(tmp, f->str + 1, f->len - 1);
-            tmp[f->len - 1] = '\0';
-            char *end;
-            long s = strtol(tmp, &end, 10);
-            if (!*end && s >= 0 && s < REEL_SEGMENTS)
-                bad = u32(x, &v->seg[s]);
-        }
+        int bad = 0;
+        if (is(f, "ver"))
+            bad = parse_ver(x, ver);
+        else if (is(f, "c"))
+            bad = unpack_video(x, v);
         if (bad)
             return -1;
     }
     return 0;
 }
-
-static void arg_video_fields(reel_redis *r, const reel_redis_video *v,
-                             const reel_redis_video *was)
-{
-    args(r, "ts");
-    argf(r, "%.17g", v->fs.ts);
-    args(r, "views");
-    argf(r, "%u", v->fs.views);
-    args(r, "impr");
-    argf(r, "%u", v->fs.impressions);
-    args(r, "wf_n");
-    argf(r, "%u", v->fs.wf_n);
-    args(r, "wf_sum");
-    argf(r, "%.9g", v->fs.wf_sum);
-    args(r, "rating_n");
-    argf(r, "%u", v->fs.rating_n);
-    args(r, "rating_sum");
-    argf(r, "%.9g", v->fs.rating_sum);
-    args(r, "d1");
-    argf(r, "%.9g", v->fs.d1);
-    args(r, "d7");
-    argf(r, "%.9g", v->fs.d7);
-    args(r, "pos");
-    argf(r, "%u", v->pos);
-    args(r, "pd1");
-    argf(r, "%.9g", v->d1);
-    args(r, "pd1_ts");
-    argf(r, "%.17g", v->d1_ts);
-    for (int s = 0; s < REEL_SEGMENTS; s++)
-        if (v->seg[s] != (was ? was->seg[s] : 0) || (!was && v->seg[s])) {
-            argf(r, "s%d", s);
-            argf(r, "%u", v->seg[s]);
-        }
-}
-enum { N_VIDEO_FIELDS = 12 };
 
 /* ----------------------------------------------------------------- reads */
 
@@ -1020,13 +1022,6 @@ static void apply_video_half(const reel_featstate *fs,
         v->st.seg[e->seg]++;
 }
 
-static void arg_cas_head(reel_redis *r)
-{
-    args(r, "EVALSHA");
-    args(r, r->sha);
-    args(r, "3");
-}
-
 int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
                      const reel_redis_ids *ids, const reel_redis_event *ev,
                      uint32_t n, uint32_t *n_dup)
@@ -1073,19 +1068,39 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
             if (!v->done && !b.dup[e])
                 apply_video_half(fs, &ev[e], v, b.repeat[e] > 0);
         }
-        /* Write back, each key only if nobody wrote it meanwhile. */
-        uint32_t sent = 0;
+        /* Write back in one script, each key only if nobody wrote it
+         * meanwhile. KEYS first (their count is known), then ARGV. */
+        uint32_t n_ent = 0, n_keys = 0;
+        for (uint32_t i = 0; i < b.n_u; i++)
+            if (!b.u[i].done) {
+                n_ent++;
+                n_keys += 3;
+            }
+        for (uint32_t i = 0; i < b.n_v; i++)
+            if (!b.v[i].done) {
+                n_ent++;
+                n_keys++;
+            }
+        args(r, "EVALSHA");
+        args(r, r->sha);
+        argf(r, "%u", n_keys);
+        for (uint32_t i = 0; i < b.n_u; i++)
+            if (!b.u[i].done) {
+                arg_key(r, "u", b.u[i].id, "");
+                arg_key(r, "u", b.u[i].id, ":h");
+                arg_key(r, "u", b.u[i].id, ":ev");
+            }
+        for (uint32_t i = 0; i < b.n_v; i++)
+            if (!b.v[i].done)
+                arg_key(r, "v", ids->id(ids->ctx, b.v[i].video), "");
+        argf(r, "%u", n_ent);
         for (uint32_t i = 0; i < b.n_u; i++) {
             struct uslot *u = &b.u[i];
             if (u->done)
                 continue;
-            arg_cas_head(r);
-            arg_key(r, "u", u->id, "");
-            arg_key(r, "u", u->id, ":h");
-            arg_key(r, "u", u->id, ":ev");
+            args(r, "u");
             argf(r, "%llu", (unsigned long long)u->ver);
-            argf(r, "%d", N_USER_FIELDS);
-            arg_user_fields(r, ids, &u->fs);
+            arg_user_rec(r, &u->fs);
             uint32_t nh = 0, nz = 0;
             for (uint32_t j = 0; j < u->n; j++) {
                 uint32_t e = b.order[u->first + j];
@@ -1109,63 +1124,52 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
                 }
             }
             argf(r, "%u", r->o.event_ids_max);
-            send_cmd(r);
-            sent++;
         }
         for (uint32_t i = 0; i < b.n_v; i++) {
             struct vslot *v = &b.v[i];
             if (v->done)
                 continue;
-            arg_cas_head(r);
-            const char *id = ids->id(ids->ctx, v->video);
-            arg_key(r, "v", id, "");
-            arg_key(r, "v", id, "");
-            arg_key(r, "v", id, "");
+            args(r, "v");
             argf(r, "%llu", (unsigned long long)v->ver);
-            int at = r->argc;
-            args(r, "0"); /* the field count, below */
-            int f0 = r->argc;
-            arg_video_fields(r, &v->st, &v->was);
-            argf(r, "%d", 0);
-            r->argv[at] = reel_arena_alloc(&r->a, 16, 1);
-            r->argl[at] = (size_t)snprintf((char *)r->argv[at], 16, "%d",
-                                           (r->argc - 1 - f0) / 2);
-            args(r, "0");
-            args(r, "0");
-            args(r, "0");
-            send_cmd(r);
-            sent++;
+            arg_video_rec(r, &v->st);
         }
+        send_cmd(r);
+        redisReply *rep = reply(r);
+        if (!rep) {
+            rc = REEL_EUNAVAILABLE;
+            break;
+        }
+        /* Entries (1-based, in the order sent) whose version moved. */
+        uint8_t *moved = reel_xcalloc((size_t)n_ent + 1, 1);
         int again = 0;
-        for (uint32_t i = 0; i < b.n_u + b.n_v; i++) {
-            int is_u = i < b.n_u;
-            if (is_u ? b.u[i].done : b.v[i - b.n_u].done)
-                continue;
-            redisReply *rep = reply(r);
-            if (!rep) {
-                rc = REEL_EUNAVAILABLE;
-                break;
-            }
-            if (rep->type == REDIS_REPLY_ERROR && !rc) {
-                snprintf(r->err, sizeof r->err, "EVALSHA: %.200s", rep->str);
-                /* NOSCRIPT (a restarted Redis): load it again next call. */
-                rc = strncmp(rep->str, "NOSCRIPT", 8) ? REEL_EIO
-                                                      : REEL_EUNAVAILABLE;
-                if (rc == REEL_EUNAVAILABLE)
-                    drop(r, NULL);
-            } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
-                if (is_u)
-                    b.u[i].done = 1;
-                else
-                    b.v[i - b.n_u].done = 1;
-            } else {
-                again = 1;
-            }
-            freeReplyObject(rep);
-            if (!r->c)
-                break;
+        if (rep->type == REDIS_REPLY_ERROR) {
+            snprintf(r->err, sizeof r->err, "EVALSHA: %.200s", rep->str);
+            /* NOSCRIPT (a restarted Redis): load it again next call. */
+            rc =
+                strncmp(rep->str, "NOSCRIPT", 8) ? REEL_EIO : REEL_EUNAVAILABLE;
+        } else if (rep->type == REDIS_REPLY_ARRAY) {
+            for (size_t i = 0; i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_INTEGER &&
+                    rep->element[i]->integer >= 1 &&
+                    rep->element[i]->integer <= (long long)n_ent) {
+                    moved[rep->element[i]->integer - 1] = 1;
+                    again = 1;
+                }
+        } else {
+            snprintf(r->err, sizeof r->err, "EVALSHA: unexpected reply");
+            rc = REEL_EIO;
         }
-        (void)sent;
+        freeReplyObject(rep);
+        if (rc == REEL_EUNAVAILABLE)
+            drop(r, NULL);
+        uint32_t at = 0;
+        for (uint32_t i = 0; i < b.n_u && !rc; i++)
+            if (!b.u[i].done)
+                b.u[i].done = !moved[at++];
+        for (uint32_t i = 0; i < b.n_v && !rc; i++)
+            if (!b.v[i].done)
+                b.v[i].done = !moved[at++];
+        free(moved);
         if (rc || !again)
             break;
         /* Writers racing for the same keys: a random pause, growing with
@@ -1184,8 +1188,9 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
         reel_buf ch;
         reel_buf_init(&ch);
         for (uint32_t i = 0; i < b.n_v; i++) {
-            const char *id = ids->id(ids->ctx, b.v[i].video);
-            reel_buf_printf(&ch, "%zu:%s", strlen(id), id);
+            unsigned char x[4];
+            put_u32(x, b.v[i].video);
+            reel_buf_append(&ch, x, 4);
         }
         args(r, "XADD");
         arg_plain_key(r, "changes");
@@ -1247,26 +1252,17 @@ static int parse_stream_id(const char *s, size_t len, uint64_t *ms,
     return sscanf(tmp, "%" SCNu64 "-%" SCNu64, ms, seq) == 2 ? 0 : -1;
 }
 
-/* Counts the ids of one change entry's value ("LEN:ID"...), and with
- * vid given, resolves them into vid (unknown ones left out). */
+/* Counts the videos of one change entry's value (4-byte little-endian
+ * indexes), and with vid given, copies those below ids->n into it. */
 static uint32_t entry_ids(const redisReply *val, const reel_redis_ids *ids,
                           uint32_t *vid, uint32_t *n)
 {
-    uint32_t count = 0;
-    const char *p = val->str, *end = val->str + val->len;
-    while (p < end) {
-        char *colon;
-        unsigned long len = strtoul(p, &colon, 10);
-        if (colon == p || colon >= end || *colon != ':' ||
-            len > (unsigned long)(end - colon - 1))
-            break;
-        count++;
-        if (vid) {
-            uint32_t v = ids->index(ids->ctx, colon + 1, len);
-            if (v != REEL_NONE)
-                vid[(*n)++] = v;
-        }
-        p = colon + 1 + len;
+    uint32_t count = (uint32_t)(val->len / 4);
+    for (uint32_t i = 0; vid && i < count; i++) {
+        uint32_t v;
+        get_u32((const unsigned char *)val->str + 4 * i, &v);
+        if (v < ids->n)
+            vid[(*n)++] = v;
     }
     return count;
 }
@@ -1433,7 +1429,8 @@ int reel_redis_seed_user(reel_redis *r, const reel_redis_ids *ids,
     }
     args(r, "HSET");
     arg_key(r, "u", user, "");
-    arg_user_fields(r, ids, fs);
+    args(r, "c");
+    arg_user_rec(r, fs);
     args(r, "ver");
     args(r, "1");
     send_cmd(r);
@@ -1467,7 +1464,8 @@ int reel_redis_seed_video(reel_redis *r, const reel_redis_ids *ids,
     }
     args(r, "HSET");
     arg_key(r, "v", ids->id(ids->ctx, video), "");
-    arg_video_fields(r, v, NULL);
+    args(r, "c");
+    arg_video_rec(r, v);
     args(r, "ver");
     args(r, "1");
     send_cmd(r);

@@ -17,8 +17,11 @@
  * update; a key that changed meanwhile is read and computed again. All
  * reads of a batch are one pipelined round trip, all writes another.
  *
- * Videos are named by their ids in Redis (indexes differ between
- * processes); the caller maps ids and indexes (reel_redis_ids).
+ * Keys and history entries name videos by their ids; the packed records
+ * and the change stream hold video indexes, which are the same in every
+ * process sharing the state because they share the dataset (its
+ * fingerprint is the state's marker, and catalogue changes are off in
+ * this mode). The caller maps ids and indexes (reel_redis_ids).
  *
  * Availability: a handle connects lazily. An I/O error closes the
  * connection and every call fails fast with REEL_EUNAVAILABLE until the
@@ -73,6 +76,7 @@ void reel_redis_retry_now(reel_redis *r);
 /* Maps video ids and indexes for the calls below. */
 typedef struct reel_redis_ids {
     void *ctx;
+    uint32_t n; /* videos: indexes are below it */
     /* REEL_NONE for an id the caller does not know. */
     uint32_t (*index)(void *ctx, const char *id, size_t len);
     /* The id of a video index the caller gave. */

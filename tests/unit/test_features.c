@@ -787,7 +787,7 @@ static struct fixture numbered_ds(int nv, int nu, const struct ev *ev, int ne)
         vs[i] = (struct vid){ids[i], NULL, NULL, NULL, 0, 100 + i, NAN};
     }
     reel_user_rec us[3];
-    char uids[3][8];
+    char uids[3][16];
     for (int i = 0; i < nu; i++) {
         snprintf(uids[i], sizeof uids[i], "u%d", i);
         us[i] = reel_user_rec_empty();

@@ -154,7 +154,7 @@ static const char *vname(void *ctx, uint32_t v)
     return vnames[v];
 }
 
-static const reel_redis_ids IDS = {NULL, vindex, vname};
+static const reel_redis_ids IDS = {NULL, NV, vindex, vname};
 
 static reel_redis *connect_store(void)
 {
