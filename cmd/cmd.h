@@ -27,6 +27,8 @@ int reel_cmd_train(int argc, char **argv);
 int reel_cmd_build(int argc, char **argv);
 int reel_cmd_rank(int argc, char **argv);
 int reel_cmd_serve(int argc, char **argv);
+int reel_cmd_produce(int argc, char **argv);
+int reel_cmd_ingest(int argc, char **argv);
 
 /* Prints "reel <cmd>: <message>" and a hint to run --help; returns 2. */
 int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)
@@ -67,5 +69,23 @@ int reel_cmd_train_ranker(const char *cmd, const char *dir,
                           const reel_index *ix, const reel_trainset_opts *to,
                           const reel_ranker_opts *ro, reel_trainset_stats *st,
                           reel_ranker_report *rep, char *path, size_t cap);
+
+/* A Kafka consumer applying a topic's events through the engine
+ * (cmd_ingest.c; reel ingest and reel serve --kafka): started on its own
+ * thread; stop finishes the batch in hand, commits and leaves the group. */
+struct reel_cmd_kafka;
+struct reel_kafka_consumer_opts;
+struct reel_engine;
+struct reel_buf;
+int reel_cmd_kafka_start(struct reel_engine *en,
+                         const struct reel_kafka_consumer_opts *o,
+                         struct reel_cmd_kafka **out, reel_diag *d);
+void reel_cmd_kafka_stop(struct reel_cmd_kafka *k); /* NULL is fine */
+int reel_cmd_kafka_failed(const struct reel_cmd_kafka *k);
+/* The consumer's counters in the Prometheus text format (NULL: none). */
+void reel_cmd_kafka_metrics(const struct reel_cmd_kafka *k, struct reel_buf *b);
+/* One metric with its HELP and TYPE lines, in the Prometheus text format. */
+void reel_cmd_metric(struct reel_buf *b, const char *name, const char *type,
+                     const char *help, double v);
 
 #endif

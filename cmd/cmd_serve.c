@@ -1,5 +1,6 @@
 /* reel serve: the HTTP API over a data directory (docs/API.md). The routes
  * are thin: JSON in and out here, everything else in src/reco/engine. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include "base/mem.h"
 #include "cmd.h"
 #include "data/record.h"
+#include "ingest/kafka.h"
 #include "reco/engine.h"
 
 enum { DEFAULT_K = 10, MAX_HISTORY = 10000, DEFAULT_HISTORY = 100 };
@@ -31,6 +33,7 @@ struct srv {
     unsigned start;        /* distinguishes request ids across restarts */
     atomic_int admin_jobs; /* reloads and snapshots running */
     uint32_t max_k;        /* larger ?k= are capped */
+    struct reel_cmd_kafka *kafka; /* --kafka: the consumer, or NULL */
 };
 
 static void help(FILE *out)
@@ -40,8 +43,10 @@ static void help(FILE *out)
             "[--port 8080]\n"
             "                  [--threads N] [--fsync always|interval] "
             "[--fsync-ms 10] [--token T]\n"
-            "                  [--store embedded|redis://HOST:PORT|"
-            "unix:///PATH]\n"
+            "                  [--token-file F] [--store embedded|"
+            "redis://HOST:PORT|unix:///PATH]\n"
+            "                  [--kafka BROKERS [--topic T] [--group G] "
+            "[--dlq T]]\n"
             "\n"
             "Serves recommendations and takes events and catalogue changes "
             "over HTTP\n(routes: docs/API.md), from what `reel build DIR` "
@@ -60,6 +65,11 @@ static void help(FILE *out)
             "             still wait for the fsync that covers them)\n"
             "  --token    require `Authorization: Bearer T` on writes (POST "
             "/v1/events,\n             PUT and DELETE) and /admin/*\n"
+            "  --kafka    also consume events from Kafka BROKERS (--topic "
+            "reel.events,\n             --group reel-serve, --dlq "
+            "TOPIC.dlq), as reel ingest does\n"
+            "  --token-file  the token from the first line of a file (a "
+            "mounted secret)\n"
             "  --store    where user state lives: embedded (default: in this "
             "process,\n             the log and snapshots in DIR) or Redis, "
             "for stateless\n             replicas (docs/DEPLOY.md). With "
@@ -848,6 +858,16 @@ static int h_ready(const reel_http_req *req, reel_http_resp *resp, void *ctx)
      * copied the video statistics, and the last call reached Redis. */
     reel_engine_stats st;
     reel_engine_get_stats(sv->en, &st);
+    /* ?degraded=ok: ready while Redis is down once the state was loaded
+     * (requests then get cold-start answers marked degraded). */
+    const char *dg = reel_http_req_arg(req, "degraded");
+    if (st.redis && st.redis_ready && !st.redis_up && dg && !strcmp(dg, "ok")) {
+        send_json(resp, 200,
+                  json_pack("{s:s, s:s}", "status", "degraded", "reason",
+                            st.redis_error[0] ? st.redis_error
+                                              : "Redis is unreachable"));
+        return 0;
+    }
     if (st.redis && !(st.redis_ready && st.redis_up)) {
         send_json(resp, 503,
                   json_pack("{s:s, s:s}", "status", "not ready", "reason",
@@ -860,13 +880,6 @@ static int h_ready(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     return 0;
 }
 
-static void metric(reel_buf *b, const char *name, const char *type,
-                   const char *help, double v)
-{
-    reel_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
-                    name, type, name, v);
-}
-
 static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
     struct srv *sv = ctx;
@@ -875,34 +888,34 @@ static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     reel_engine_stats st;
     reel_engine_get_stats(sv->en, &st);
     reel_buf *b = &resp->body;
-    metric(b, "reel_events_ingested_total", "counter",
-           "Events accepted over HTTP and applied since start.",
-           (double)st.events_ingested);
-    metric(b, "reel_events_rejected_total", "counter",
-           "Events refused by the engine (unknown video) since start.",
-           (double)st.events_rejected);
-    metric(b, "reel_events_replayed", "gauge",
-           "Events replayed from the write-ahead log at start.",
-           (double)st.events_replayed);
-    metric(b, "reel_users", "gauge", "Users known (dataset and new).",
-           (double)st.users);
-    metric(b, "reel_new_users", "gauge", "Users beyond the dataset.",
-           (double)st.new_users);
-    metric(b, "reel_videos", "gauge", "Videos in the catalogue.",
-           (double)st.videos);
-    metric(b, "reel_index_videos", "gauge", "Videos in the vector index.",
-           (double)st.videos_indexed);
-    metric(b, "reel_videos_deleted", "gauge",
-           "Videos deleted (never recommended).", (double)st.deleted);
-    metric(b, "reel_new_videos", "gauge", "Videos added at run time.",
-           (double)st.new_videos);
-    metric(b, "reel_snapshots_total", "counter",
-           "Snapshots written since start.", (double)st.snapshots);
-    metric(b, "reel_snapshot_lsn", "gauge",
-           "The newest snapshot covers the log up to this record.",
-           (double)st.snapshot_lsn);
-    metric(b, "reel_snapshot_seconds", "gauge", "Time the last snapshot took.",
-           st.snapshot_s);
+    reel_cmd_metric(b, "reel_events_ingested_total", "counter",
+                    "Events accepted over HTTP and applied since start.",
+                    (double)st.events_ingested);
+    reel_cmd_metric(b, "reel_events_rejected_total", "counter",
+                    "Events refused by the engine (unknown video) since start.",
+                    (double)st.events_rejected);
+    reel_cmd_metric(b, "reel_events_replayed", "gauge",
+                    "Events replayed from the write-ahead log at start.",
+                    (double)st.events_replayed);
+    reel_cmd_metric(b, "reel_users", "gauge", "Users known (dataset and new).",
+                    (double)st.users);
+    reel_cmd_metric(b, "reel_new_users", "gauge", "Users beyond the dataset.",
+                    (double)st.new_users);
+    reel_cmd_metric(b, "reel_videos", "gauge", "Videos in the catalogue.",
+                    (double)st.videos);
+    reel_cmd_metric(b, "reel_index_videos", "gauge",
+                    "Videos in the vector index.", (double)st.videos_indexed);
+    reel_cmd_metric(b, "reel_videos_deleted", "gauge",
+                    "Videos deleted (never recommended).", (double)st.deleted);
+    reel_cmd_metric(b, "reel_new_videos", "gauge", "Videos added at run time.",
+                    (double)st.new_videos);
+    reel_cmd_metric(b, "reel_snapshots_total", "counter",
+                    "Snapshots written since start.", (double)st.snapshots);
+    reel_cmd_metric(b, "reel_snapshot_lsn", "gauge",
+                    "The newest snapshot covers the log up to this record.",
+                    (double)st.snapshot_lsn);
+    reel_cmd_metric(b, "reel_snapshot_seconds", "gauge",
+                    "Time the last snapshot took.", st.snapshot_s);
     reel_buf_printf(b,
                     "# HELP reel_store_bytes Bytes on disk of the serving "
                     "state.\n# TYPE reel_store_bytes gauge\n"
@@ -910,44 +923,76 @@ static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
                     "reel_store_bytes{part=\"snapshots\"} %llu\n",
                     (unsigned long long)st.wal_disk_bytes,
                     (unsigned long long)st.snapshot_disk_bytes);
-    metric(b, "reel_reloads_total", "counter", "Item-side reloads since start.",
-           (double)st.reloads);
+    reel_cmd_metric(b, "reel_reloads_total", "counter",
+                    "Item-side reloads since start.", (double)st.reloads);
     if (st.redis) {
-        metric(b, "reel_redis_up", "gauge",
-               "1 when the last call to Redis succeeded.", st.redis_up);
-        metric(b, "reel_redis_ready", "gauge",
-               "1 once Redis holds the state and the video statistics are "
-               "copied.",
-               st.redis_ready);
-        metric(b, "reel_degraded_total", "counter",
-               "Cold-start answers given because Redis was unreachable.",
-               (double)st.degraded);
-        metric(b, "reel_redis_unavailable_total", "counter",
-               "Calls that found Redis unreachable.",
-               (double)st.redis_unavailable);
-        metric(b, "reel_redis_refreshes_total", "counter",
-               "Copies of the changed video statistics.",
-               (double)st.redis_refreshes);
+        reel_cmd_metric(b, "reel_redis_up", "gauge",
+                        "1 when the last call to Redis succeeded.",
+                        st.redis_up);
+        reel_cmd_metric(
+            b, "reel_redis_ready", "gauge",
+            "1 once Redis holds the state and the video statistics are "
+            "copied.",
+            st.redis_ready);
+        reel_cmd_metric(
+            b, "reel_degraded_total", "counter",
+            "Cold-start answers given because Redis was unreachable.",
+            (double)st.degraded);
+        reel_cmd_metric(b, "reel_redis_unavailable_total", "counter",
+                        "Calls that found Redis unreachable.",
+                        (double)st.redis_unavailable);
+        reel_cmd_metric(b, "reel_redis_refreshes_total", "counter",
+                        "Copies of the changed video statistics.",
+                        (double)st.redis_refreshes);
     }
-    metric(b, "reel_wal_records_total", "counter",
-           "Log records appended since start.", (double)st.wal.records);
-    metric(b, "reel_wal_bytes_total", "counter",
-           "Log bytes appended since start.", (double)st.wal.bytes);
-    metric(b, "reel_wal_batches_total", "counter",
-           "Group-commit batches written.", (double)st.wal.batches);
-    metric(b, "reel_wal_fsyncs_total", "counter", "fsyncs of log segments.",
-           (double)st.wal.fsyncs);
-    metric(b, "reel_wal_fsync_seconds_total", "counter",
-           "Time spent in fsyncs of the log.", (double)st.wal.fsync_ns * 1e-9);
-    metric(b, "reel_wal_segments", "gauge", "Log segment files.",
-           (double)st.wal.segments);
-    metric(b, "reel_wal_durable_lsn", "gauge",
-           "Every log record up to this number is on disk.",
-           (double)st.wal.durable_lsn);
+    reel_cmd_metric(b, "reel_wal_records_total", "counter",
+                    "Log records appended since start.",
+                    (double)st.wal.records);
+    reel_cmd_metric(b, "reel_wal_bytes_total", "counter",
+                    "Log bytes appended since start.", (double)st.wal.bytes);
+    reel_cmd_metric(b, "reel_wal_batches_total", "counter",
+                    "Group-commit batches written.", (double)st.wal.batches);
+    reel_cmd_metric(b, "reel_wal_fsyncs_total", "counter",
+                    "fsyncs of log segments.", (double)st.wal.fsyncs);
+    reel_cmd_metric(b, "reel_wal_fsync_seconds_total", "counter",
+                    "Time spent in fsyncs of the log.",
+                    (double)st.wal.fsync_ns * 1e-9);
+    reel_cmd_metric(b, "reel_wal_segments", "gauge", "Log segment files.",
+                    (double)st.wal.segments);
+    reel_cmd_metric(b, "reel_wal_durable_lsn", "gauge",
+                    "Every log record up to this number is on disk.",
+                    (double)st.wal.durable_lsn);
+    reel_cmd_kafka_metrics(sv->kafka, b);
     return 0;
 }
 
 /* ---------------------------------------------------------------- main */
+
+/* The token from a file (a Kubernetes Secret mounted as one): its first
+ * line, without the line end; 1..255 visible ASCII characters. */
+static int read_token_file(const char *path, char *out, size_t cap,
+                           reel_diag *d)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return reel_diag_fail(d, REEL_EIO, "%s: %s", path, strerror(errno));
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    int ok = n > 0 && n < cap;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = buf[i] > 0x20 && buf[i] < 0x7f;
+    if (!ok)
+        return reel_diag_fail(d, REEL_EINVAL,
+                              "%s: the token must be one line of 1..%zu "
+                              "visible ASCII characters",
+                              path, cap - 1);
+    memcpy(out, buf, n + 1);
+    return 0;
+}
 
 int reel_cmd_serve(int argc, char **argv)
 {
@@ -959,7 +1004,12 @@ int reel_cmd_serve(int argc, char **argv)
         O_FSYNC_MS,
         O_TOKEN,
         O_CONFIG,
-        O_STORE
+        O_STORE,
+        O_TOKEN_FILE,
+        O_KAFKA,
+        O_TOPIC,
+        O_GROUP,
+        O_DLQ
     };
     static const struct option opts[] = {
         {"config", required_argument, 0, O_CONFIG},
@@ -970,6 +1020,11 @@ int reel_cmd_serve(int argc, char **argv)
         {"fsync-ms", required_argument, 0, O_FSYNC_MS},
         {"token", required_argument, 0, O_TOKEN},
         {"store", required_argument, 0, O_STORE},
+        {"token-file", required_argument, 0, O_TOKEN_FILE},
+        {"kafka", required_argument, 0, O_KAFKA},
+        {"topic", required_argument, 0, O_TOPIC},
+        {"group", required_argument, 0, O_GROUP},
+        {"dlq", required_argument, 0, O_DLQ},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -992,6 +1047,8 @@ int reel_cmd_serve(int argc, char **argv)
     if (config && reel_serve_config_load(config, &cfg, &d))
         return reel_cmd_fail_diag("serve", &d);
     uint64_t v;
+    const char *kafka = NULL, *topic = "reel.events", *group = "reel-serve",
+               *dlq = NULL;
     optind = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -1032,6 +1089,22 @@ int reel_cmd_serve(int argc, char **argv)
             if (!*optarg || strlen(optarg) >= sizeof cfg.token)
                 return reel_cmd_usage_error("serve", "bad --token");
             snprintf(cfg.token, sizeof cfg.token, "%s", optarg);
+            break;
+        case O_KAFKA:
+            kafka = optarg;
+            break;
+        case O_TOPIC:
+            topic = optarg;
+            break;
+        case O_GROUP:
+            group = optarg;
+            break;
+        case O_DLQ:
+            dlq = optarg;
+            break;
+        case O_TOKEN_FILE:
+            if (read_token_file(optarg, cfg.token, sizeof cfg.token, &d))
+                return reel_cmd_fail_diag("serve", &d);
             break;
         case O_STORE:
             if (strlen(optarg) >= sizeof cfg.store ||
@@ -1137,6 +1210,24 @@ int reel_cmd_serve(int argc, char **argv)
         reel_engine_close(sv.en);
         return reel_cmd_fail_diag("serve", &d);
     }
+    /* Events from Kafka too: a consumer thread applying them through the
+     * engine like POST /v1/events. */
+    if (kafka) {
+        reel_kafka_consumer_opts ko;
+        reel_kafka_consumer_opts_init(&ko);
+        ko.brokers = kafka;
+        ko.topic = topic;
+        ko.group = group;
+        if (dlq)
+            if (dlq)
+                ko.dlq_topic = dlq;
+        if (reel_cmd_kafka_start(sv.en, &ko, &sv.kafka, &d)) {
+            reel_http_stop(sv.http);
+            reel_http_free(sv.http);
+            reel_engine_close(sv.en);
+            return reel_cmd_fail_diag("serve", &d);
+        }
+    }
     printf("reel serve: listening on http://%s:%u\n", ho.host,
            (unsigned)reel_http_port(sv.http));
     fflush(stdout);
@@ -1144,6 +1235,7 @@ int reel_cmd_serve(int argc, char **argv)
     sigwait(&sigs, &sig);
     fprintf(stderr, "reel serve: %s, stopping\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
+    reel_cmd_kafka_stop(sv.kafka);
     /* The server first (it waits for deferred answers, which need the
      * log), then the engine and its log. */
     reel_http_stop(sv.http);

@@ -36,6 +36,10 @@ static const struct command commands[] = {
      "explain the ranker's score of a video for a user (rank explain)"},
     {"serve", reel_cmd_serve,
      "serve recommendations and take events over HTTP (docs/API.md)"},
+    {"ingest", reel_cmd_ingest,
+     "apply a Kafka topic's events to the Redis store (docs/DEPLOY.md)"},
+    {"produce", reel_cmd_produce,
+     "send JSON Lines events to a Kafka topic (docs/formats/kafka-events.md)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
