@@ -134,7 +134,8 @@ struct reel_engine {
     /* The Redis store (src/store/redis.h); NULL: the embedded one. */
     char *store_url;
     pthread_mutex_t rmu;
-    reel_redis **rpool; /* idle connections */
+    pthread_mutex_t r_apply_mu; /* one batch at a time goes to Redis */
+    reel_redis **rpool;         /* idle connections */
     size_t n_rpool, cap_rpool;
     atomic_int r_ready; /* seeded and the video copy loaded */
     atomic_int r_up;    /* the last call reached Redis */
@@ -1505,6 +1506,12 @@ static int redis_init(reel_engine *en, reel_redis *r)
     return 0;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* One refresh: the videos changed since the cursor. */
 static int redis_refresh(reel_engine *en, reel_redis *r, uint32_t *buf,
                          uint32_t cap)
@@ -1537,6 +1544,13 @@ static int redis_refresh(reel_engine *en, reel_redis *r, uint32_t *buf,
         }
         if (!n)
             break;
+        /* Busy videos stand in many entries: fetch each once. */
+        qsort(buf, n, sizeof *buf, cmp_u32);
+        uint32_t uniq = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (!uniq || buf[uniq - 1] != buf[i])
+                buf[uniq++] = buf[i];
+        n = uniq;
         if ((rc = mirror(en, r, buf, n)))
             return rc;
     }
@@ -1709,11 +1723,13 @@ static int redis_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
     if (m) {
         reel_redis *r = rget(en);
         uint32_t dups = 0;
+        pthread_mutex_lock(&en->r_apply_mu);
         rc = reel_redis_apply(r, en->fs,
                               &(reel_redis_ids){en,
                                                 reel_meta_videos(en->meta)->n,
                                                 ids_index, ids_id},
                               re, m, &dups);
+        pthread_mutex_unlock(&en->r_apply_mu);
         rput(en, r, rc);
         if (!rc)
             atomic_fetch_add(&en->ingested, m - dups);
@@ -1753,6 +1769,7 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
     pthread_mutex_init(&en->cv_mu, NULL);
     pthread_cond_init(&en->cv, NULL);
     pthread_mutex_init(&en->rmu, NULL);
+    pthread_mutex_init(&en->r_apply_mu, NULL);
     char path[4096];
     int rc;
     struct items it;
@@ -2380,12 +2397,6 @@ static void scratch_put(reel_engine *en, reel_reco_scratch *s)
     REEL_GROW(en->spool, en->cap_spool, en->n_spool + 1);
     en->spool[en->n_spool++] = s;
     pthread_mutex_unlock(&en->smu);
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
 }
 
 /* The cold-start answer (under the read lock): the user's segment list

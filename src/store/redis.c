@@ -28,54 +28,66 @@ enum {
 };
 
 /*
- * One batch's writes, each key only if its version ("ver") is what was
- * read. ARGV[1]: entries; then per entry: "u" or "v", the version read,
- * the packed record "c", and for "u": n history entries and
- * the entries, the history cap, n event ids and (score, id) pairs, the
- * ids' cap. KEYS: per "u" entry its hash, list and sorted set, per "v"
- * entry its hash. Returns the (1-based) entries whose version had moved.
+ * One batch's writes, each record only if its version (the value's first
+ * 8 bytes) is what was read. ARGV: the record count n, the user count,
+ * the history cap, the event-id cap; per record: the version read (8
+ * bytes) and the new value; per user: its record's number (1-based), n
+ * history entries and the entries, n event ids and (score, id) pairs.
+ * KEYS: the n records, then per user its history list and id set.
+ * Returns the records (1-based) whose version had moved; a user's lists
+ * are written only with its record.
  */
 static const char BATCH_LUA[] =
-    "local failed, i, k = {}, 2, 1\n"
-    "local function push(cmd, key, from, n)\n"
-    "  local at = from\n"
-    "  while at < from + n do\n"
-    "    local to = math.min(at + 999, from + n - 1)\n"
-    "    redis.call(cmd, key, unpack(ARGV, at, to))\n"
+    "local n, nu = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local hmax, imax = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local zero = string.rep('\\0', 8)\n"
+    "local ok, failed = {}, {}\n"
+    "local function push(cmd, key, from, count)\n"
+    "  local at, r = from, 0\n"
+    "  while at < from + count do\n"
+    "    local to = math.min(at + 999, from + count - 1)\n"
+    "    r = redis.call(cmd, key, unpack(ARGV, at, to))\n"
     "    at = to + 1\n"
     "  end\n"
+    "  return r\n"
     "end\n"
-    "for e = 1, tonumber(ARGV[1]) do\n"
-    "  local kind, want = ARGV[i], ARGV[i + 1]\n"
-    "  local key = KEYS[k]\n"
-    "  local v = redis.call('HGET', key, 'ver') or '0'\n"
-    "  local ok = v == want\n"
-    "  local nv = tostring(tonumber(v) + 1)\n"
-    "  if kind == 'u' then\n"
-    "    if ok then\n"
-    "      redis.call('HSET', key, 'c', ARGV[i + 2], 'ver', nv)\n"
+    "for a = 1, n, 1000 do\n"
+    "  local b = math.min(a + 999, n)\n"
+    "  local cur = redis.call('MGET', unpack(KEYS, a, b))\n"
+    "  for i = a, b do\n"
+    "    local v = cur[i - a + 1]\n"
+    "    if (v and string.sub(v, 1, 8) or zero) == ARGV[3 + 2 * i] then\n"
+    "      ok[i] = true\n"
+    "    else\n"
+    "      failed[#failed + 1] = i\n"
     "    end\n"
-    "    i = i + 3\n"
-    "    local nh = tonumber(ARGV[i]); i = i + 1\n"
-    "    if ok and nh > 0 then\n"
-    "      push('LPUSH', KEYS[k + 1], i, nh)\n"
-    "      redis.call('LTRIM', KEYS[k + 1], 0, tonumber(ARGV[i + nh]) - 1)\n"
-    "    end\n"
-    "    i = i + nh + 1\n"
-    "    local nz = tonumber(ARGV[i]); i = i + 1\n"
-    "    if ok and nz > 0 then\n"
-    "      push('ZADD', KEYS[k + 2], i, 2 * nz)\n"
-    "      redis.call('ZREMRANGEBYRANK', KEYS[k + 2], 0,\n"
-    "                 -tonumber(ARGV[i + 2 * nz]) - 1)\n"
-    "    end\n"
-    "    i = i + 2 * nz + 1\n"
-    "    k = k + 3\n"
-    "  else\n"
-    "    if ok then redis.call('HSET', key, 'c', ARGV[i + 2], 'ver', nv) end\n"
-    "    i = i + 3\n"
-    "    k = k + 1\n"
     "  end\n"
-    "  if not ok then failed[#failed + 1] = e end\n"
+    "end\n"
+    "local set = {}\n"
+    "for i = 1, n do\n"
+    "  if ok[i] then\n"
+    "    set[#set + 1] = KEYS[i]\n"
+    "    set[#set + 1] = ARGV[4 + 2 * i]\n"
+    "    if #set == 1000 then redis.call('MSET', unpack(set)); set = {} end\n"
+    "  end\n"
+    "end\n"
+    "if #set > 0 then redis.call('MSET', unpack(set)) end\n"
+    "local at, k = 5 + 2 * n, n + 1\n"
+    "for j = 1, nu do\n"
+    "  local e, nh = tonumber(ARGV[at]), tonumber(ARGV[at + 1])\n"
+    "  at = at + 2\n"
+    "  if ok[e] and nh > 0 and push('LPUSH', KEYS[k], at, nh) > hmax then\n"
+    "    redis.call('LTRIM', KEYS[k], 0, hmax - 1)\n"
+    "  end\n"
+    "  at = at + nh\n"
+    "  local nz = tonumber(ARGV[at])\n"
+    "  at = at + 1\n"
+    "  if ok[e] and nz > 0 then\n"
+    "    push('ZADD', KEYS[k + 1], at, 2 * nz)\n"
+    "    redis.call('ZREMRANGEBYRANK', KEYS[k + 1], 0, -imax - 1)\n"
+    "  end\n"
+    "  at = at + 2 * nz\n"
+    "  k = k + 2\n"
     "end\n"
     "return failed\n";
 
@@ -435,12 +447,6 @@ static int stale(reel_redis *r, int rc)
 
 /* ------------------------------------------------------- field codecs */
 
-static int is(const redisReply *f, const char *name)
-{
-    size_t n = strlen(name);
-    return f->len == n && !memcmp(f->str, name, n);
-}
-
 /* The packed records ("c"): a format byte, then little-endian fields
  * (docs/formats/redis.md). */
 enum {
@@ -502,16 +508,19 @@ static const unsigned char *get_f64(const unsigned char *p, double *x)
     return p + 8;
 }
 
-static int parse_ver(const redisReply *v, uint64_t *ver)
+static unsigned char *put_u64(unsigned char *p, uint64_t x)
 {
-    char tmp[24];
-    if (v->type != REDIS_REPLY_STRING || !v->len || v->len >= sizeof tmp)
-        return -1;
-    memcpy(tmp, v->str, v->len);
-    tmp[v->len] = '\0';
-    char *end;
-    *ver = strtoull(tmp, &end, 10);
-    return *end ? -1 : 0;
+    for (int i = 0; i < 8; i++)
+        *p++ = (unsigned char)(x >> (8 * i));
+    return p;
+}
+
+static const unsigned char *get_u64(const unsigned char *p, uint64_t *x)
+{
+    *x = 0;
+    for (int i = 0; i < 8; i++)
+        *x |= (uint64_t)p[i] << (8 * i);
+    return p + 8;
 }
 
 static int finite_all(const float *x, size_t n)
@@ -522,13 +531,12 @@ static int finite_all(const float *x, size_t n)
     return 1;
 }
 
-static int unpack_user(const redisReply *c, const reel_redis_ids *ids,
+/* The user record at p (U_REC bytes) into u. */
+static int unpack_user(const unsigned char *p, const reel_redis_ids *ids,
                        reel_fs_user *u)
 {
-    if (c->type != REDIS_REPLY_STRING || c->len != U_REC ||
-        (unsigned char)c->str[0] != REC_FORMAT)
+    if (*p++ != REC_FORMAT)
         return -1;
-    const unsigned char *p = (const unsigned char *)c->str + 1;
     p = get_f64(p, &u->last_ts);
     p = get_f64(p, &u->share_ts);
     p = get_u32(p, &u->views);
@@ -565,9 +573,11 @@ static int unpack_user(const redisReply *c, const reel_redis_ids *ids,
                : -1;
 }
 
-static void arg_user_rec(reel_redis *r, const reel_fs_user *u)
+/* The value of a user's key: version ver, then the record of u. */
+static void arg_user_val(reel_redis *r, uint64_t ver, const reel_fs_user *u)
 {
-    unsigned char *b = reel_arena_alloc(&r->a, U_REC, 1), *p = b;
+    unsigned char *b = reel_arena_alloc(&r->a, 8 + U_REC, 1), *p = b;
+    p = put_u64(p, ver);
     *p++ = REC_FORMAT;
     p = put_f64(p, u->last_ts);
     p = put_f64(p, u->share_ts);
@@ -585,32 +595,22 @@ static void arg_user_rec(reel_redis *r, const reel_fs_user *u)
     p = put_u32(p, n);
     for (int i = 0; i < REEL_FEAT_RING; i++)
         p = put_u32(p, ring[i]);
-    assert(p - b == U_REC);
-    arg(r, (const char *)b, U_REC);
+    assert(p - b == 8 + U_REC);
+    arg(r, (const char *)b, 8 + U_REC);
 }
 
-/* HGETALL of a user hash into u (and *ver). */
+/* A user's value (GET, MGET) into u and *ver; none: a new user. */
 static int parse_user(const redisReply *rep, const reel_redis_ids *ids,
                       reel_fs_user *u, uint64_t *ver)
 {
     reel_fs_user_init(u);
     *ver = 0;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2)
+    if (rep->type == REDIS_REPLY_NIL)
+        return 0;
+    if (rep->type != REDIS_REPLY_STRING || rep->len != 8 + U_REC)
         return -1;
-    for (size_t i = 0; i < rep->elements; i += 2) {
-        const redisReply *f = rep->element[i], *v = rep->element[i + 1];
-        if (f->type != REDIS_REPLY_STRING)
-            return -1;
-        int bad = 0;
-        if (is(f, "ver"))
-            bad = parse_ver(v, ver);
-        else if (is(f, "c"))
-            bad = unpack_user(v, ids, u);
-        /* other fields: a later version's; ignored */
-        if (bad)
-            return -1;
-    }
-    return 0;
+    const unsigned char *p = get_u64((const unsigned char *)rep->str, ver);
+    return unpack_user(p, ids, u);
 }
 
 void reel_redis_video_init(reel_redis_video *v)
@@ -618,12 +618,11 @@ void reel_redis_video_init(reel_redis_video *v)
     memset(v, 0, sizeof *v);
 }
 
-static int unpack_video(const redisReply *c, reel_redis_video *v)
+/* The video record at p (V_REC bytes) into v. */
+static int unpack_video(const unsigned char *p, reel_redis_video *v)
 {
-    if (c->type != REDIS_REPLY_STRING || c->len != V_REC ||
-        (unsigned char)c->str[0] != REC_FORMAT)
+    if (*p++ != REC_FORMAT)
         return -1;
-    const unsigned char *p = (const unsigned char *)c->str + 1;
     p = get_f64(p, &v->fs.ts);
     p = get_u32(p, &v->fs.views);
     p = get_u32(p, &v->fs.impressions);
@@ -644,9 +643,12 @@ static int unpack_video(const redisReply *c, reel_redis_video *v)
                : -1;
 }
 
-static void arg_video_rec(reel_redis *r, const reel_redis_video *v)
+/* The value of a video's key: version ver, then the record of v. */
+static void arg_video_val(reel_redis *r, uint64_t ver,
+                          const reel_redis_video *v)
 {
-    unsigned char *b = reel_arena_alloc(&r->a, V_REC, 1), *p = b;
+    unsigned char *b = reel_arena_alloc(&r->a, 8 + V_REC, 1), *p = b;
+    p = put_u64(p, ver);
     *p++ = REC_FORMAT;
     p = put_f64(p, v->fs.ts);
     p = put_u32(p, v->fs.views);
@@ -662,30 +664,22 @@ static void arg_video_rec(reel_redis *r, const reel_redis_video *v)
     p = put_f64(p, v->d1_ts);
     for (int i = 0; i < REEL_SEGMENTS; i++)
         p = put_u32(p, v->seg[i]);
-    assert(p - b == V_REC);
-    arg(r, (const char *)b, V_REC);
+    assert(p - b == 8 + V_REC);
+    arg(r, (const char *)b, 8 + V_REC);
 }
 
+/* A video's value (MGET) into v and *ver; none: no event yet. */
 static int parse_video(const redisReply *rep, reel_redis_video *v,
                        uint64_t *ver)
 {
     reel_redis_video_init(v);
     *ver = 0;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2)
+    if (rep->type == REDIS_REPLY_NIL)
+        return 0;
+    if (rep->type != REDIS_REPLY_STRING || rep->len != 8 + V_REC)
         return -1;
-    for (size_t i = 0; i < rep->elements; i += 2) {
-        const redisReply *f = rep->element[i], *x = rep->element[i + 1];
-        if (f->type != REDIS_REPLY_STRING)
-            return -1;
-        int bad = 0;
-        if (is(f, "ver"))
-            bad = parse_ver(x, ver);
-        else if (is(f, "c"))
-            bad = unpack_video(x, v);
-        if (bad)
-            return -1;
-    }
-    return 0;
+    const unsigned char *p = get_u64((const unsigned char *)rep->str, ver);
+    return unpack_video(p, v);
 }
 
 /* ----------------------------------------------------------------- reads */
@@ -732,7 +726,7 @@ static int user_get(reel_redis *r, const char *user, const reel_redis_ids *ids,
     int rc = up(r);
     if (rc)
         return rc;
-    args(r, "HGETALL");
+    args(r, "GET");
     arg_key(r, "u", user, "");
     send_cmd(r);
     if (hist_max) {
@@ -781,26 +775,77 @@ int reel_redis_user_get(reel_redis *r, const char *user,
     return rc;
 }
 
+enum { MGET_MAX = 1000 }; /* keys per MGET */
+
+/* Queues MGETs of the keys of the n records named by key_of(i). */
+static void mget(reel_redis *r, uint32_t n,
+                 void (*key_of)(reel_redis *, const void *, uint32_t),
+                 const void *ctx)
+{
+    for (uint32_t at = 0; at < n; at += MGET_MAX) {
+        args(r, "MGET");
+        for (uint32_t i = at; i < n && i < at + MGET_MAX; i++)
+            key_of(r, ctx, i);
+        send_cmd(r);
+    }
+}
+
+/* Walks the replies of mget(): the reply of record i, or NULL with the
+ * connection lost; *chunk holds the current MGET's reply (freed when
+ * it is done and at the end: i == n). */
+static const redisReply *mget_next(reel_redis *r, uint32_t i, uint32_t n,
+                                   redisReply **chunk)
+{
+    static const redisReply bad = {.type = REDIS_REPLY_ERROR};
+    if (i % MGET_MAX == 0 || i == n) {
+        if (*chunk)
+            freeReplyObject(*chunk);
+        *chunk = NULL;
+        if (i == n)
+            return NULL;
+        if (!(*chunk = reply(r)))
+            return NULL;
+    }
+    size_t j = i % MGET_MAX;
+    if ((*chunk)->type == REDIS_REPLY_ARRAY && j < (*chunk)->elements)
+        return (*chunk)->element[j];
+    if ((*chunk)->type == REDIS_REPLY_ERROR)
+        snprintf(r->err, sizeof r->err, "MGET: %.200s", (*chunk)->str);
+    else
+        snprintf(r->err, sizeof r->err, "MGET: unexpected reply");
+    return &bad;
+}
+
+struct vkeys {
+    const reel_redis_ids *ids;
+    const uint32_t *vid;
+};
+
+static void vkey_of(reel_redis *r, const void *ctx, uint32_t i)
+{
+    const struct vkeys *k = ctx;
+    arg_key(r, "v", k->ids->id(k->ids->ctx, k->vid[i]), "");
+}
+
 static int videos_get(reel_redis *r, const reel_redis_ids *ids,
                       const uint32_t *vid, uint32_t n, reel_redis_video *out)
 {
     int rc = up(r);
     if (rc)
         return rc;
+    mget(r, n, vkey_of, &(struct vkeys){ids, vid});
+    redisReply *chunk = NULL;
     for (uint32_t i = 0; i < n; i++) {
-        args(r, "HGETALL");
-        arg_key(r, "v", ids->id(ids->ctx, vid[i]), "");
-        send_cmd(r);
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        redisReply *rep = reply(r);
+        const redisReply *rep = mget_next(r, i, n, &chunk);
         if (!rep)
             return REEL_EUNAVAILABLE;
         uint64_t ver;
-        if (!rc && parse_video(rep, &out[i], &ver))
+        if (!rc && rep->type == REDIS_REPLY_ERROR)
+            rc = REEL_EIO;
+        else if (!rc && parse_video(rep, &out[i], &ver))
             rc = corrupt(r, "video", ids->id(ids->ctx, vid[i]));
-        freeReplyObject(rep);
     }
+    mget_next(r, n, n, &chunk);
     return rc;
 }
 
@@ -916,23 +961,52 @@ static void batch_init(struct batch *b, const reel_redis_event *ev, uint32_t n)
     free(tmp);
 }
 
-/* Reads the records still to write (and the users' applied event ids). */
+struct pending {
+    const reel_redis_ids *ids;
+    const struct batch *b;
+    const uint32_t *at; /* slots still to write */
+};
+
+static void ukey_of(reel_redis *r, const void *ctx, uint32_t i)
+{
+    const struct pending *p = ctx;
+    arg_key(r, "u", p->b->u[p->at[i]].id, "");
+}
+
+static void pvkey_of(reel_redis *r, const void *ctx, uint32_t i)
+{
+    const struct pending *p = ctx;
+    arg_key(r, "v", p->ids->id(p->ids->ctx, p->b->v[p->at[i]].video), "");
+}
+
+/* The user's events that carry an id. */
+static uint32_t n_ids(const struct batch *b, const struct uslot *u)
+{
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < u->n; j++)
+        n += b->ev[b->order[u->first + j]].id != NULL;
+    return n;
+}
+
+/* Reads the records still to write (and, first, the users' applied
+ * event ids) in one pipeline: MGETs of the users, ZMSCOREs, MGETs of
+ * the videos. */
 static int read_pending(reel_redis *r, const reel_redis_ids *ids,
                         struct batch *b, int first)
 {
-    for (uint32_t i = 0; i < b->n_u; i++) {
-        struct uslot *u = &b->u[i];
-        if (u->done)
-            continue;
-        args(r, "HGETALL");
-        arg_key(r, "u", u->id, "");
-        send_cmd(r);
-        if (!first)
-            continue;
-        uint32_t n_ids = 0;
-        for (uint32_t j = 0; j < u->n; j++)
-            n_ids += b->ev[b->order[u->first + j]].id != NULL;
-        if (!n_ids)
+    uint32_t *pu = reel_xmalloc(((size_t)b->n_u + 1) * sizeof *pu);
+    uint32_t *pv = reel_xmalloc(((size_t)b->n_v + 1) * sizeof *pv);
+    uint32_t nu = 0, nv = 0;
+    for (uint32_t i = 0; i < b->n_u; i++)
+        if (!b->u[i].done)
+            pu[nu++] = i;
+    for (uint32_t i = 0; i < b->n_v; i++)
+        if (!b->v[i].done)
+            pv[nv++] = i;
+    mget(r, nu, ukey_of, &(struct pending){ids, b, pu});
+    for (uint32_t i = 0; first && i < nu; i++) {
+        struct uslot *u = &b->u[pu[i]];
+        if (!n_ids(b, u))
             continue;
         args(r, "ZMSCORE");
         arg_key(r, "u", u->id, ":ev");
@@ -943,36 +1017,38 @@ static int read_pending(reel_redis *r, const reel_redis_ids *ids,
         }
         send_cmd(r);
     }
-    for (uint32_t i = 0; i < b->n_v; i++)
-        if (!b->v[i].done) {
-            args(r, "HGETALL");
-            arg_key(r, "v", ids->id(ids->ctx, b->v[i].video), "");
-            send_cmd(r);
-        }
+    mget(r, nv, pvkey_of, &(struct pending){ids, b, pv});
     int rc = 0;
-    for (uint32_t i = 0; i < b->n_u; i++) {
-        struct uslot *u = &b->u[i];
-        if (u->done)
+    redisReply *chunk = NULL;
+    for (uint32_t i = 0; i < nu; i++) {
+        struct uslot *u = &b->u[pu[i]];
+        const redisReply *rep = mget_next(r, i, nu, &chunk);
+        if (!rep) {
+            rc = REEL_EUNAVAILABLE;
+            goto out;
+        }
+        if (!rc && rep->type == REDIS_REPLY_ERROR)
+            rc = REEL_EIO;
+        else if (!rc && parse_user(rep, ids, &u->fs, &u->ver))
+            rc = corrupt(r, "user", u->id);
+    }
+    mget_next(r, nu, nu, &chunk);
+    for (uint32_t i = 0; first && i < nu; i++) {
+        struct uslot *u = &b->u[pu[i]];
+        uint32_t n_id = n_ids(b, u);
+        if (!n_id)
             continue;
         redisReply *rep = reply(r);
-        if (!rep)
-            return REEL_EUNAVAILABLE;
-        if (!rc && parse_user(rep, ids, &u->fs, &u->ver))
-            rc = corrupt(r, "user", u->id);
-        freeReplyObject(rep);
-        uint32_t n_ids = 0;
-        for (uint32_t j = 0; first && j < u->n; j++)
-            n_ids += b->ev[b->order[u->first + j]].id != NULL;
-        if (!n_ids)
-            continue;
-        if (!(rep = reply(r)))
-            return REEL_EUNAVAILABLE;
+        if (!rep) {
+            rc = REEL_EUNAVAILABLE;
+            goto out;
+        }
         if (rep->type == REDIS_REPLY_ERROR) {
             if (!rc) {
                 snprintf(r->err, sizeof r->err, "ZMSCORE: %s", rep->str);
                 rc = REEL_EUNSUPPORTED;
             }
-        } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == n_ids) {
+        } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == n_id) {
             /* Seen ids, and ids repeated within the batch. */
             size_t k = 0;
             for (uint32_t j = 0; j < u->n; j++) {
@@ -989,18 +1065,23 @@ static int read_pending(reel_redis *r, const reel_redis_ids *ids,
         }
         freeReplyObject(rep);
     }
-    for (uint32_t i = 0; i < b->n_v; i++) {
-        struct vslot *v = &b->v[i];
-        if (v->done)
-            continue;
-        redisReply *rep = reply(r);
-        if (!rep)
-            return REEL_EUNAVAILABLE;
-        if (!rc && parse_video(rep, &v->st, &v->ver))
+    for (uint32_t i = 0; i < nv; i++) {
+        struct vslot *v = &b->v[pv[i]];
+        const redisReply *rep = mget_next(r, i, nv, &chunk);
+        if (!rep) {
+            rc = REEL_EUNAVAILABLE;
+            goto out;
+        }
+        if (!rc && rep->type == REDIS_REPLY_ERROR)
+            rc = REEL_EIO;
+        else if (!rc && parse_video(rep, &v->st, &v->ver))
             rc = corrupt(r, "video", ids->id(ids->ctx, v->video));
         v->was = v->st;
-        freeReplyObject(rep);
     }
+    mget_next(r, nv, nv, &chunk);
+out:
+    free(pu);
+    free(pv);
     return rc;
 }
 
@@ -1020,6 +1101,23 @@ static void apply_video_half(const reel_featstate *fs,
         v->st.d1_ts = e->ts;
     if (e->seg < REEL_SEGMENTS && e->seg != REEL_NO_SEGMENT)
         v->st.seg[e->seg]++;
+}
+
+/* Queues the change stream's entry: the batch's videos. */
+static void queue_changes(reel_redis *r, const struct batch *b)
+{
+    unsigned char *x = reel_arena_alloc(&r->a, 4 * (size_t)b->n_v + 1, 1);
+    for (uint32_t i = 0; i < b->n_v; i++)
+        put_u32(x + 4 * i, b->v[i].video);
+    args(r, "XADD");
+    arg_plain_key(r, "changes");
+    args(r, "MAXLEN");
+    args(r, "~");
+    argf(r, "%u", r->o.changes_max);
+    args(r, "*");
+    args(r, "v");
+    arg(r, (const char *)x, 4 * (size_t)b->n_v);
+    send_cmd(r);
 }
 
 int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
@@ -1068,39 +1166,52 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
             if (!v->done && !b.dup[e])
                 apply_video_half(fs, &ev[e], v, b.repeat[e] > 0);
         }
-        /* Write back in one script, each key only if nobody wrote it
+        /* Write back in one script, each record only if nobody wrote it
          * meanwhile. KEYS first (their count is known), then ARGV. */
-        uint32_t n_ent = 0, n_keys = 0;
+        uint32_t n_ent = 0, n_usr = 0;
         for (uint32_t i = 0; i < b.n_u; i++)
-            if (!b.u[i].done) {
-                n_ent++;
-                n_keys += 3;
-            }
+            n_usr += !b.u[i].done;
         for (uint32_t i = 0; i < b.n_v; i++)
-            if (!b.v[i].done) {
-                n_ent++;
-                n_keys++;
-            }
+            n_ent += !b.v[i].done;
+        n_ent += n_usr;
         args(r, "EVALSHA");
         args(r, r->sha);
-        argf(r, "%u", n_keys);
+        argf(r, "%u", n_ent + 2 * n_usr);
         for (uint32_t i = 0; i < b.n_u; i++)
-            if (!b.u[i].done) {
+            if (!b.u[i].done)
                 arg_key(r, "u", b.u[i].id, "");
-                arg_key(r, "u", b.u[i].id, ":h");
-                arg_key(r, "u", b.u[i].id, ":ev");
-            }
         for (uint32_t i = 0; i < b.n_v; i++)
             if (!b.v[i].done)
                 arg_key(r, "v", ids->id(ids->ctx, b.v[i].video), "");
+        for (uint32_t i = 0; i < b.n_u; i++)
+            if (!b.u[i].done) {
+                arg_key(r, "u", b.u[i].id, ":h");
+                arg_key(r, "u", b.u[i].id, ":ev");
+            }
         argf(r, "%u", n_ent);
+        argf(r, "%u", n_usr);
+        argf(r, "%u", r->o.history_max);
+        argf(r, "%u", r->o.event_ids_max);
+        for (uint32_t i = 0; i < b.n_u; i++)
+            if (!b.u[i].done) {
+                unsigned char *x = reel_arena_alloc(&r->a, 8, 1);
+                put_u64(x, b.u[i].ver);
+                arg(r, (const char *)x, 8);
+                arg_user_val(r, b.u[i].ver + 1, &b.u[i].fs);
+            }
+        for (uint32_t i = 0; i < b.n_v; i++)
+            if (!b.v[i].done) {
+                unsigned char *x = reel_arena_alloc(&r->a, 8, 1);
+                put_u64(x, b.v[i].ver);
+                arg(r, (const char *)x, 8);
+                arg_video_val(r, b.v[i].ver + 1, &b.v[i].st);
+            }
+        uint32_t at = 0;
         for (uint32_t i = 0; i < b.n_u; i++) {
             struct uslot *u = &b.u[i];
             if (u->done)
                 continue;
-            args(r, "u");
-            argf(r, "%llu", (unsigned long long)u->ver);
-            arg_user_rec(r, &u->fs);
+            argf(r, "%u", ++at);
             uint32_t nh = 0, nz = 0;
             for (uint32_t j = 0; j < u->n; j++) {
                 uint32_t e = b.order[u->first + j];
@@ -1114,7 +1225,6 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
                     argf(r, "%u:%.17g:%s", ev[e].type, ev[e].ts,
                          ids->id(ids->ctx, ev[e].video));
             }
-            argf(r, "%u", r->o.history_max);
             argf(r, "%u", nz);
             for (uint32_t j = 0; j < u->n; j++) {
                 uint32_t e = b.order[u->first + j];
@@ -1123,15 +1233,6 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
                     args(r, ev[e].id);
                 }
             }
-            argf(r, "%u", r->o.event_ids_max);
-        }
-        for (uint32_t i = 0; i < b.n_v; i++) {
-            struct vslot *v = &b.v[i];
-            if (v->done)
-                continue;
-            args(r, "v");
-            argf(r, "%llu", (unsigned long long)v->ver);
-            arg_video_rec(r, &v->st);
         }
         send_cmd(r);
         redisReply *rep = reply(r);
@@ -1162,7 +1263,7 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
         freeReplyObject(rep);
         if (rc == REEL_EUNAVAILABLE)
             drop(r, NULL);
-        uint32_t at = 0;
+        at = 0;
         for (uint32_t i = 0; i < b.n_u && !rc; i++)
             if (!b.u[i].done)
                 b.u[i].done = !moved[at++];
@@ -1183,30 +1284,16 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
     if (!rc) {
         for (uint32_t e = 0; e < n; e++)
             *n_dup += b.dup[e];
+    }
+    if (!rc) {
         /* Tell the replicas which videos changed. */
         reel_arena_reset(&r->a);
-        reel_buf ch;
-        reel_buf_init(&ch);
-        for (uint32_t i = 0; i < b.n_v; i++) {
-            unsigned char x[4];
-            put_u32(x, b.v[i].video);
-            reel_buf_append(&ch, x, 4);
-        }
-        args(r, "XADD");
-        arg_plain_key(r, "changes");
-        args(r, "MAXLEN");
-        args(r, "~");
-        argf(r, "%u", r->o.changes_max);
-        args(r, "*");
-        args(r, "v");
-        arg(r, ch.data ? ch.data : "", ch.len);
-        send_cmd(r);
+        queue_changes(r, &b);
         redisReply *rep = reply(r);
         if (!rep)
             rc = REEL_EUNAVAILABLE;
         else
             freeReplyObject(rep);
-        reel_buf_free(&ch);
     }
     batch_free(&b);
     return rc;
@@ -1427,12 +1514,9 @@ int reel_redis_seed_user(reel_redis *r, const reel_redis_ids *ids,
             return rc;
         reel_arena_reset(&r->a);
     }
-    args(r, "HSET");
+    args(r, "SET");
     arg_key(r, "u", user, "");
-    args(r, "c");
-    arg_user_rec(r, fs);
-    args(r, "ver");
-    args(r, "1");
+    arg_user_val(r, 1, fs);
     send_cmd(r);
     r->pending++;
     uint32_t from = n_hist > r->o.history_max ? n_hist - r->o.history_max : 0;
@@ -1462,12 +1546,9 @@ int reel_redis_seed_video(reel_redis *r, const reel_redis_ids *ids,
             return rc;
         reel_arena_reset(&r->a);
     }
-    args(r, "HSET");
+    args(r, "SET");
     arg_key(r, "v", ids->id(ids->ctx, video), "");
-    args(r, "c");
-    arg_video_rec(r, v);
-    args(r, "ver");
-    args(r, "1");
+    arg_video_val(r, 1, v);
     send_cmd(r);
     r->pending++;
     return 0;

@@ -12,10 +12,10 @@
  *
  * Writes are computed in C by the same functions as the embedded store
  * (reel_featstate_apply_user / _video), then written back with a
- * compare-and-set script per key (a version field): concurrent writers
- * (several ingest workers, HTTP events on several replicas) never lose an
- * update; a key that changed meanwhile is read and computed again. All
- * reads of a batch are one pipelined round trip, all writes another.
+ * compare-and-set script per batch (each record carries a version): concurrent
+ * writers (several ingest workers, HTTP events on several replicas) never lose
+ * an update; a key that changed meanwhile is read and computed again. All reads
+ * of a batch are one pipelined round trip, all writes another.
  *
  * Keys and history entries name videos by their ids; the packed records
  * and the change stream hold video indexes, which are the same in every

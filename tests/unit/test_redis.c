@@ -391,6 +391,118 @@ static void event_ids_are_applied_once(void **state)
     free(dir);
 }
 
+static long long redis_int(const char *cmd)
+{
+    char sh[8600];
+    snprintf(sh, sizeof sh, "redis-cli -s '%s/redis.sock' %s", redis_dir(),
+             cmd);
+    FILE *f = popen(sh, "r");
+    assert_non_null(f);
+    long long x = -1;
+    assert_int_equal(fscanf(f, "%lld", &x), 1);
+    pclose(f);
+    return x;
+}
+
+/* The history and the event ids are trimmed to their caps; batches
+ * larger than one MGET (1,000 keys) and one LPUSH (1,000 entries) read
+ * and write every record. */
+static void caps_and_large_batches(void **state)
+{
+    (void)state;
+    names_init();
+    flushall();
+    char *dir = fixture();
+    reel_diag d;
+    reel_dataset *ds;
+    assert_int_equal(reel_dataset_open(dir, &ds, &d), 0);
+    reel_featstate *fs;
+    assert_int_equal(reel_featstate_new(ds, &fs), 0);
+    reel_redis_opts o;
+    reel_redis_opts_init(&o);
+    o.history_max = 1200;
+    o.event_ids_max = 3;
+    reel_redis *r;
+    assert_int_equal(reel_redis_open(redis_url(), &o, &r, &d), 0);
+    enum { N = 2500 };
+    reel_redis_event *ev = calloc(N, sizeof *ev);
+    char(*ids)[16] = calloc(N, sizeof *ids);
+    char(*users)[16] = calloc(N, sizeof *users);
+    /* One user, 1,500 watches with ids: history 1,200, ids 3. */
+    for (int i = 0; i < 1500; i++) {
+        snprintf(ids[i], sizeof ids[i], "e%d", i);
+        ev[i] = (reel_redis_event){.user = "big",
+                                   .id = ids[i],
+                                   .video = (uint32_t)(i % NV),
+                                   .type = REEL_EV_WATCH,
+                                   .ts = 100 + i,
+                                   .watch_s = 30,
+                                   .rating = NAN,
+                                   .seg = REEL_NO_SEGMENT};
+    }
+    uint32_t dup;
+    assert_int_equal(reel_redis_apply(r, fs, &IDS, ev, 1500, &dup), 0);
+    assert_int_equal(dup, 0);
+    reel_fs_user u;
+    reel_redis_hist *h = calloc(2000, sizeof *h);
+    uint32_t nh;
+    uint64_t found;
+    assert_int_equal(
+        reel_redis_user_get(r, "big", &IDS, &u, h, 2000, &nh, &found), 0);
+    assert_int_equal(nh, 1200);
+    assert_true(h[0].ts == 100 + 1499); /* newest first */
+    assert_true(h[1199].ts == 100 + 300);
+    assert_int_equal(u.views, 1500);
+    assert_int_equal(redis_int("zcard 'reel:{u:big}:ev'"), 3);
+    assert_int_equal(redis_int("llen 'reel:{u:big}:h'"), 1200);
+    /* The newest ids are kept: a redelivery of the last event is a
+     * duplicate. */
+    assert_int_equal(reel_redis_apply(r, fs, &IDS, ev + 1499, 1, &dup), 0);
+    assert_int_equal(dup, 1);
+    /* 2,500 users in one batch: three MGETs of users. */
+    for (int i = 0; i < N; i++) {
+        snprintf(users[i], sizeof users[i], "w%d", i);
+        ev[i] = (reel_redis_event){.user = users[i],
+                                   .video = (uint32_t)(i % NV),
+                                   .type = REEL_EV_WATCH,
+                                   .ts = 5000 + i,
+                                   .watch_s = 30,
+                                   .rating = NAN,
+                                   .seg = REEL_NO_SEGMENT};
+    }
+    assert_int_equal(reel_redis_apply(r, fs, &IDS, ev, N, &dup), 0);
+    for (int i = 0; i < N; i += 499) {
+        assert_int_equal(
+            reel_redis_user_get(r, users[i], &IDS, &u, h, 10, &nh, &found), 0);
+        assert_int_equal(u.views, 1);
+        assert_int_equal(nh, 1);
+        assert_int_equal(h[0].video, (uint32_t)(i % NV));
+    }
+    /* 2,500 video reads (each video many times): three MGETs. */
+    uint32_t *vid = calloc(N, sizeof *vid);
+    reel_redis_video *st = calloc(N, sizeof *st);
+    for (int i = 0; i < N; i++)
+        vid[i] = (uint32_t)((i * 7) % NV);
+    assert_int_equal(reel_redis_videos_get(r, &IDS, vid, N, st), 0);
+    for (int i = 0; i < N; i++) {
+        /* 1500 / 40 watches of "big" and 2500 / 40 of the w users. */
+        uint32_t v = vid[i];
+        uint32_t want = (1500 / NV + (v < 1500 % NV)) + (N / NV + (v < N % NV));
+        assert_int_equal(st[i].pos, want);
+    }
+    free(vid);
+    free(st);
+    free(h);
+    free(ev);
+    free(ids);
+    free(users);
+    reel_redis_close(r);
+    reel_featstate_free(fs);
+    reel_dataset_close(ds);
+    test_rmtree(dir);
+    free(dir);
+}
+
 struct writer {
     const reel_featstate *fs;
     int id;
@@ -674,6 +786,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(store_applies_events_as_the_embedded_state),
         cmocka_unit_test(event_ids_are_applied_once),
+        cmocka_unit_test(caps_and_large_batches),
         cmocka_unit_test(concurrent_writers_lose_no_update),
         cmocka_unit_test(
             a_redis_that_goes_away_is_unavailable_then_reconnected),
