@@ -143,12 +143,7 @@ wrk_run() { # CONNS URL SCRIPT ARGS... -> "rps p50_ms p99_ms errors"; wrk's
   local conns=$1 url=$2 script=$3; shift 3 # CPU seconds go to $d/wrk.cpu
   /usr/bin/time -f "%U %S" -o "$d/wrk.cpu" \
     wrk -t2 -c"$conns" -d"${secs}s" --timeout 30s --latency -s "$script" "$url" -- "$@" 2>/dev/null |
-    awk '/Requests\/sec/ {r=$2}
-         /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-         /Non-2xx/ {bad += $NF}
-         /Socket errors/ {gsub(/,/, ""); bad += $4 + $6 + $8 + $10}
-         function ms(x) { if (x ~ /us$/) return x / 1000; if (x ~ /ms$/) return x + 0; if (x ~ /s$/) return x * 1000; return x }
-         END {printf "%.0f %.2f %.2f %d\n", r, ms(p50), ms(p99), bad}'
+    awk -f bench/lib/wrk_summary.awk
 }
 
 hz=$(getconf CLK_TCK)
