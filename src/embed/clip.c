@@ -1,0 +1,266 @@
+/* clip: see clip.h. */
+#include "embed/clip.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+/* Y[n x out] = X[n x in] W[out x in]^T + b */
+static void linear(const float *x, uint32_t n, uint32_t in, const float *wt,
+                   const float *b, uint32_t out, float *y)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out,
+                (int)in, 1.0f, x, (int)in, wt, (int)in, 0.0f, y, (int)out);
+    if (b)
+        for (uint32_t i = 0; i < n; i++) {
+            float *r = y + (size_t)i * out;
+            for (uint32_t j = 0; j < out; j++)
+                r[j] += b[j];
+        }
+}
+
+static void layer_norm(const float *x, uint32_t n, uint32_t h, const float *g,
+                       const float *b, float eps, float *y)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * h;
+        float *o = y + (size_t)i * h;
+        double mean = 0, var = 0;
+        for (uint32_t j = 0; j < h; j++)
+            mean += r[j];
+        mean /= h;
+        for (uint32_t j = 0; j < h; j++) {
+            double t = r[j] - mean;
+            var += t * t;
+        }
+        var /= h;
+        float m = (float)mean, inv = (float)(1.0 / sqrt(var + eps));
+        for (uint32_t j = 0; j < h; j++)
+            o[j] = (r[j] - m) * inv * g[j] + b[j];
+    }
+}
+
+static void activate(float *x, size_t n, reel_clip_act act)
+{
+    if (act == REEL_CLIP_QUICK_GELU)
+        for (size_t i = 0; i < n; i++)
+            x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    else
+        for (size_t i = 0; i < n; i++)
+            x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+struct scratch {
+    float *y, *q, *k, *v, *a, *m, *s;
+};
+
+static void scratch_init(struct scratch *s, size_t rows, uint32_t h,
+                         uint32_t mlp, uint32_t t)
+{
+    s->y = reel_xmalloc(rows * h * sizeof(float));
+    s->q = reel_xmalloc(rows * h * sizeof(float));
+    s->k = reel_xmalloc(rows * h * sizeof(float));
+    s->v = reel_xmalloc(rows * h * sizeof(float));
+    s->a = reel_xmalloc(rows * h * sizeof(float));
+    s->m = reel_xmalloc(rows * mlp * sizeof(float));
+    s->s = reel_xmalloc((size_t)t * t * sizeof(float));
+}
+
+static void scratch_free(struct scratch *s)
+{
+    free(s->y), free(s->q), free(s->k), free(s->v), free(s->a), free(s->m),
+        free(s->s);
+}
+
+/* One encoder layer over x: nb sequences of t tokens, hidden h, in place. */
+static void encoder_layer(const reel_clip_tower_config *c,
+                          const reel_clip_layer *L, float *x, uint32_t nb,
+                          uint32_t t, int causal, struct scratch *s)
+{
+    uint32_t h = c->hidden, nh = c->heads, dh = h / nh;
+    size_t rows = (size_t)nb * t;
+    layer_norm(x, (uint32_t)rows, h, L->ln1_w, L->ln1_b, c->ln_eps, s->y);
+    linear(s->y, (uint32_t)rows, h, L->q_w, L->q_b, h, s->q);
+    linear(s->y, (uint32_t)rows, h, L->k_w, L->k_b, h, s->k);
+    linear(s->y, (uint32_t)rows, h, L->v_w, L->v_b, h, s->v);
+    float scale = 1.0f / sqrtf((float)dh);
+    for (size_t i = 0; i < rows * h; i++)
+        s->q[i] *= scale;
+    for (uint32_t b = 0; b < nb; b++)
+        for (uint32_t hd = 0; hd < nh; hd++) {
+            const float *q = s->q + (size_t)b * t * h + hd * dh;
+            const float *k = s->k + (size_t)b * t * h + hd * dh;
+            const float *v = s->v + (size_t)b * t * h + hd * dh;
+            float *o = s->a + (size_t)b * t * h + hd * dh;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t, (int)t,
+                        (int)dh, 1.0f, q, (int)h, k, (int)h, 0.0f, s->s,
+                        (int)t);
+            for (uint32_t i = 0; i < t; i++) {
+                float *r = s->s + (size_t)i * t;
+                uint32_t end = causal ? i + 1 : t;
+                float mx = r[0];
+                for (uint32_t j = 1; j < end; j++)
+                    mx = r[j] > mx ? r[j] : mx;
+                float sum = 0;
+                for (uint32_t j = 0; j < end; j++) {
+                    r[j] = expf(r[j] - mx);
+                    sum += r[j];
+                }
+                float inv = 1.0f / sum;
+                for (uint32_t j = 0; j < end; j++)
+                    r[j] *= inv;
+                for (uint32_t j = end; j < t; j++)
+                    r[j] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t,
+                        (int)dh, (int)t, 1.0f, s->s, (int)t, v, (int)h, 0.0f, o,
+                        (int)h);
+        }
+    linear(s->a, (uint32_t)rows, h, L->o_w, L->o_b, h, s->y);
+    for (size_t i = 0; i < rows * h; i++)
+        x[i] += s->y[i];
+    layer_norm(x, (uint32_t)rows, h, L->ln2_w, L->ln2_b, c->ln_eps, s->y);
+    linear(s->y, (uint32_t)rows, h, L->fc1_w, L->fc1_b, c->mlp, s->m);
+    activate(s->m, rows * c->mlp, c->act);
+    linear(s->m, (uint32_t)rows, c->mlp, L->fc2_w, L->fc2_b, h, s->y);
+    for (size_t i = 0; i < rows * h; i++)
+        x[i] += s->y[i];
+}
+
+static void l2_normalize(float *x, uint32_t n, uint32_t d)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        float *r = x + (size_t)i * d;
+        double s = 0;
+        for (uint32_t j = 0; j < d; j++)
+            s += (double)r[j] * r[j];
+        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+        for (uint32_t j = 0; j < d; j++)
+            r[j] *= inv;
+    }
+}
+
+int reel_clip_image_embed(const reel_clip_weights *w, const float *pixels,
+                          uint32_t n, float *out)
+{
+    if (!n)
+        return 0;
+    const reel_clip_tower_config *c = &w->cfg.vision;
+    uint32_t S = c->image_size, P = c->patch, C = c->channels, g = S / P,
+             np = g * g, t = np + 1, h = c->hidden, kp = C * P * P;
+    size_t rows = (size_t)n * t;
+    /* the patches, each flattened as the convolution's weight (c, y, x) */
+    float *patches = reel_xmalloc((size_t)n * np * kp * sizeof(float));
+    for (uint32_t b = 0; b < n; b++)
+        for (uint32_t gy = 0; gy < g; gy++)
+            for (uint32_t gx = 0; gx < g; gx++) {
+                float *dst = patches + ((size_t)b * np + gy * g + gx) * kp;
+                for (uint32_t ch = 0; ch < C; ch++)
+                    for (uint32_t py = 0; py < P; py++) {
+                        const float *src = pixels + (size_t)b * C * S * S +
+                                           (size_t)ch * S * S +
+                                           (size_t)(gy * P + py) * S + gx * P;
+                        memcpy(dst + ((size_t)ch * P + py) * P, src,
+                               P * sizeof(float));
+                    }
+            }
+    float *emb = reel_xmalloc((size_t)n * np * h * sizeof(float));
+    linear(patches, n * np, kp, w->vision.patch_w, NULL, h, emb);
+    free(patches);
+    float *x = reel_xmalloc(rows * h * sizeof(float));
+    for (uint32_t b = 0; b < n; b++) {
+        float *r = x + (size_t)b * t * h;
+        for (uint32_t j = 0; j < h; j++)
+            r[j] = w->vision.class_emb[j] + w->vision.pos_emb[j];
+        for (uint32_t i = 0; i < np; i++) {
+            float *ri = r + (size_t)(i + 1) * h;
+            const float *e = emb + ((size_t)b * np + i) * h;
+            const float *pe = w->vision.pos_emb + (size_t)(i + 1) * h;
+            for (uint32_t j = 0; j < h; j++)
+                ri[j] = e[j] + pe[j];
+        }
+    }
+    free(emb);
+    layer_norm(x, (uint32_t)rows, h, w->vision.pre_ln_w, w->vision.pre_ln_b,
+               c->ln_eps, x);
+    struct scratch s;
+    scratch_init(&s, rows, h, c->mlp, t);
+    for (uint32_t l = 0; l < c->layers; l++)
+        encoder_layer(c, &w->vision.layer[l], x, n, t, 0, &s);
+    float *pooled = s.y; /* n x h */
+    for (uint32_t b = 0; b < n; b++)
+        layer_norm(x + (size_t)b * t * h, 1, h, w->vision.post_ln_w,
+                   w->vision.post_ln_b, c->ln_eps, pooled + (size_t)b * h);
+    linear(pooled, n, h, w->vision.proj, NULL, w->cfg.proj_dim, out);
+    l2_normalize(out, n, w->cfg.proj_dim);
+    scratch_free(&s);
+    free(x);
+    return 0;
+}
+
+int reel_clip_text_embed(const reel_clip_weights *w, const int32_t *ids,
+                         const uint32_t *len, uint32_t stride, uint32_t n,
+                         int32_t end_id, float *out)
+{
+    if (!n)
+        return 0;
+    const reel_clip_tower_config *c = &w->cfg.text;
+    uint32_t t = 0, h = c->hidden;
+    for (uint32_t b = 0; b < n; b++) {
+        if (len[b] < 1 || len[b] > c->max_pos || len[b] > stride)
+            return REEL_EINVAL;
+        for (uint32_t i = 0; i < len[b]; i++)
+            if (ids[(size_t)b * stride + i] < 0 ||
+                (uint32_t)ids[(size_t)b * stride + i] >= c->vocab)
+                return REEL_EINVAL;
+        t = len[b] > t ? len[b] : t;
+    }
+    size_t rows = (size_t)n * t;
+    float *x = reel_xmalloc(rows * h * sizeof(float));
+    uint32_t *pool = reel_xmalloc(n * sizeof *pool);
+    for (uint32_t b = 0; b < n; b++) {
+        const int32_t *id = ids + (size_t)b * stride;
+        pool[b] = 0;
+        for (uint32_t i = 0; i < len[b]; i++)
+            if (id[i] == end_id) {
+                pool[b] = i;
+                break;
+            }
+        for (uint32_t i = 0; i < t; i++) {
+            /* padding repeats the last id; the causal mask hides it */
+            int32_t tok = id[i < len[b] ? i : len[b] - 1];
+            const float *te = w->text.tok_emb + (size_t)tok * h;
+            const float *pe = w->text.pos_emb + (size_t)i * h;
+            float *r = x + ((size_t)b * t + i) * h;
+            for (uint32_t j = 0; j < h; j++)
+                r[j] = te[j] + pe[j];
+        }
+    }
+    struct scratch s;
+    scratch_init(&s, rows, h, c->mlp, t);
+    for (uint32_t l = 0; l < c->layers; l++)
+        encoder_layer(c, &w->text.layer[l], x, n, t, 1, &s);
+    float *pooled = s.y;
+    for (uint32_t b = 0; b < n; b++)
+        layer_norm(x + ((size_t)b * t + pool[b]) * h, 1, h, w->text.ln_w,
+                   w->text.ln_b, c->ln_eps, pooled + (size_t)b * h);
+    linear(pooled, n, h, w->text.proj, NULL, w->cfg.proj_dim, out);
+    l2_normalize(out, n, w->cfg.proj_dim);
+    scratch_free(&s);
+    free(pool);
+    free(x);
+    return 0;
+}
+
+float reel_clip_logit_scale(const reel_clip_weights *w)
+{
+    return expf(w->logit_scale);
+}
+
+void reel_clip_set_threads(int n)
+{
+    openblas_set_num_threads(n > 0 ? n : 1);
+}
