@@ -3,23 +3,20 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/mem.h"
+#include "embed/matmul.h"
 
-/* Y[n x out] = X[n x in] W[out x in]^T + b */
-static void linear(const float *x, uint32_t n, uint32_t in, const float *wt,
-                   const float *b, uint32_t out, float *y)
+static _Atomic int n_threads = 1;
+
+/* y = x W^T + b through the packed matrix (matmul.h). */
+static void linear(const reel_matw *w, const float *x, uint32_t n,
+                   const float *b, float *y, int flags)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out,
-                (int)in, 1.0f, x, (int)in, wt, (int)in, 0.0f, y, (int)out);
-    if (b)
-        for (uint32_t i = 0; i < n; i++) {
-            float *r = y + (size_t)i * out;
-            for (uint32_t j = 0; j < out; j++)
-                r[j] += b[j];
-        }
+    reel_matw_apply(w, x, n, w->k, b, y, w->n, flags, atomic_load(&n_threads));
 }
 
 static void layer_norm(const float *x, uint32_t n, uint32_t h, const float *g,
@@ -46,8 +43,7 @@ static void layer_norm(const float *x, uint32_t n, uint32_t h, const float *g,
 static void activate(float *x, size_t n, reel_clip_act act)
 {
     if (act == REEL_CLIP_QUICK_GELU)
-        for (size_t i = 0; i < n; i++)
-            x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+        reel_quick_gelu(x, n);
     else
         for (size_t i = 0; i < n; i++)
             x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
@@ -83,9 +79,9 @@ static void encoder_layer(const reel_clip_tower_config *c,
     uint32_t h = c->hidden, nh = c->heads, dh = h / nh;
     size_t rows = (size_t)nb * t;
     layer_norm(x, (uint32_t)rows, h, L->ln1_w, L->ln1_b, c->ln_eps, s->y);
-    linear(s->y, (uint32_t)rows, h, L->q_w, L->q_b, h, s->q);
-    linear(s->y, (uint32_t)rows, h, L->k_w, L->k_b, h, s->k);
-    linear(s->y, (uint32_t)rows, h, L->v_w, L->v_b, h, s->v);
+    linear(&L->q, s->y, (uint32_t)rows, L->q_b, s->q, 0);
+    linear(&L->k, s->y, (uint32_t)rows, L->k_b, s->k, 0);
+    linear(&L->v, s->y, (uint32_t)rows, L->v_b, s->v, 0);
     float scale = 1.0f / sqrtf((float)dh);
     for (size_t i = 0; i < rows * h; i++)
         s->q[i] *= scale;
@@ -119,15 +115,16 @@ static void encoder_layer(const reel_clip_tower_config *c,
                         (int)dh, (int)t, 1.0f, s->s, (int)t, v, (int)h, 0.0f, o,
                         (int)h);
         }
-    linear(s->a, (uint32_t)rows, h, L->o_w, L->o_b, h, s->y);
-    for (size_t i = 0; i < rows * h; i++)
-        x[i] += s->y[i];
+    linear(&L->o, s->a, (uint32_t)rows, L->o_b, x, REEL_MATW_ACCUM);
     layer_norm(x, (uint32_t)rows, h, L->ln2_w, L->ln2_b, c->ln_eps, s->y);
-    linear(s->y, (uint32_t)rows, h, L->fc1_w, L->fc1_b, c->mlp, s->m);
-    activate(s->m, rows * c->mlp, c->act);
-    linear(s->m, (uint32_t)rows, c->mlp, L->fc2_w, L->fc2_b, h, s->y);
-    for (size_t i = 0; i < rows * h; i++)
-        x[i] += s->y[i];
+    if (c->act == REEL_CLIP_QUICK_GELU) {
+        linear(&L->fc1, s->y, (uint32_t)rows, L->fc1_b, s->m,
+               REEL_MATW_QUICK_GELU);
+    } else {
+        linear(&L->fc1, s->y, (uint32_t)rows, L->fc1_b, s->m, 0);
+        activate(s->m, rows * c->mlp, c->act);
+    }
+    linear(&L->fc2, s->m, (uint32_t)rows, L->fc2_b, x, REEL_MATW_ACCUM);
 }
 
 static void l2_normalize(float *x, uint32_t n, uint32_t d)
@@ -168,7 +165,7 @@ int reel_clip_image_embed(const reel_clip_weights *w, const float *pixels,
                     }
             }
     float *emb = reel_xmalloc((size_t)n * np * h * sizeof(float));
-    linear(patches, n * np, kp, w->vision.patch_w, NULL, h, emb);
+    linear(&w->vision.patch_m, patches, n * np, NULL, emb, 0);
     free(patches);
     float *x = reel_xmalloc(rows * h * sizeof(float));
     for (uint32_t b = 0; b < n; b++) {
@@ -194,7 +191,7 @@ int reel_clip_image_embed(const reel_clip_weights *w, const float *pixels,
     for (uint32_t b = 0; b < n; b++)
         layer_norm(x + (size_t)b * t * h, 1, h, w->vision.post_ln_w,
                    w->vision.post_ln_b, c->ln_eps, pooled + (size_t)b * h);
-    linear(pooled, n, h, w->vision.proj, NULL, w->cfg.proj_dim, out);
+    linear(&w->vision.proj_m, pooled, n, NULL, out, 0);
     l2_normalize(out, n, w->cfg.proj_dim);
     scratch_free(&s);
     free(x);
@@ -247,7 +244,7 @@ int reel_clip_text_embed(const reel_clip_weights *w, const int32_t *ids,
     for (uint32_t b = 0; b < n; b++)
         layer_norm(x + ((size_t)b * t + pool[b]) * h, 1, h, w->text.ln_w,
                    w->text.ln_b, c->ln_eps, pooled + (size_t)b * h);
-    linear(pooled, n, h, w->text.proj, NULL, w->cfg.proj_dim, out);
+    linear(&w->text.proj_m, pooled, n, NULL, out, 0);
     l2_normalize(out, n, w->cfg.proj_dim);
     scratch_free(&s);
     free(pool);

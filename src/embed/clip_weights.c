@@ -279,6 +279,40 @@ static void bind_layers(struct binder *b, const char *tower,
 #undef B2
 }
 
+static void pack_layers(reel_clip_layer *L, const reel_clip_tower_config *c)
+{
+    for (uint32_t i = 0; i < c->layers; i++) {
+        reel_matw_pack(&L[i].q, L[i].q_w, c->hidden, c->hidden);
+        reel_matw_pack(&L[i].k, L[i].k_w, c->hidden, c->hidden);
+        reel_matw_pack(&L[i].v, L[i].v_w, c->hidden, c->hidden);
+        reel_matw_pack(&L[i].o, L[i].o_w, c->hidden, c->hidden);
+        reel_matw_pack(&L[i].fc1, L[i].fc1_w, c->mlp, c->hidden);
+        reel_matw_pack(&L[i].fc2, L[i].fc2_w, c->hidden, c->mlp);
+    }
+}
+
+static void pack_all(reel_clip_weights *w)
+{
+    const reel_clip_tower_config *tc = &w->cfg.text, *vc = &w->cfg.vision;
+    pack_layers(w->text.layer, tc);
+    pack_layers(w->vision.layer, vc);
+    reel_matw_pack(&w->text.proj_m, w->text.proj, w->cfg.proj_dim, tc->hidden);
+    reel_matw_pack(&w->vision.proj_m, w->vision.proj, w->cfg.proj_dim,
+                   vc->hidden);
+    reel_matw_pack(&w->vision.patch_m, w->vision.patch_w, vc->hidden,
+                   vc->channels * vc->patch * vc->patch);
+}
+
+static void unpack_layers(reel_clip_layer *L, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        reel_matw_free(&L[i].q), reel_matw_free(&L[i].k),
+            reel_matw_free(&L[i].v);
+        reel_matw_free(&L[i].o), reel_matw_free(&L[i].fc1),
+            reel_matw_free(&L[i].fc2);
+    }
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
@@ -346,7 +380,8 @@ int reel_clip_weights_open(const char *dir, reel_clip_weights **out,
     const float *ls = bind(&b, "logit_scale", 0);
     if ((rc = b.rc))
         goto fail;
-    w->logit_scale = *ls;
+    memcpy(&w->logit_scale, ls, sizeof w->logit_scale);
+    pack_all(w);
     uint32_t counts[3] = {0};
     for (uint32_t i = 0; i < nt; i++) {
         const reel_st_tensor *t = reel_safetensors_at(p->st, i);
@@ -383,6 +418,11 @@ void reel_clip_weights_free(reel_clip_weights *w)
 {
     if (!w)
         return;
+    unpack_layers(w->text.layer, REEL_CLIP_MAX_LAYERS);
+    unpack_layers(w->vision.layer, REEL_CLIP_MAX_LAYERS);
+    reel_matw_free(&w->text.proj_m);
+    reel_matw_free(&w->vision.proj_m);
+    reel_matw_free(&w->vision.patch_m);
     struct priv *p = w->priv;
     if (p) {
         for (size_t i = 0; i < p->n_owned; i++)

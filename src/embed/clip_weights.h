@@ -20,7 +20,8 @@
  *
  * Weights are kept as float32: F32 tensors are read in place from the
  * mapping when aligned, everything else is converted into owned memory.
- * Linear weights keep torch's [out, in] row-major layout.
+ * Linear weights keep torch's [out, in] row-major layout, and each is also
+ * packed once for matmul.h's kernel (the reel_matw fields).
  *
  * Ownership: reel_clip_weights_free() releases everything, including the
  * mapping. Thread rules: immutable after open; share freely.
@@ -31,6 +32,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "embed/matmul.h"
 
 #define REEL_CLIP_MAX_LAYERS 64
 #define REEL_CLIP_MAX_HIDDEN 8192
@@ -59,9 +61,10 @@ typedef struct reel_clip_config {
 typedef struct reel_clip_layer {
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
     const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w,
-        *o_b;                   /* [H, H], [H] */
-    const float *fc1_w, *fc1_b; /* [mlp, H], [mlp] */
-    const float *fc2_w, *fc2_b; /* [H, mlp], [H] */
+        *o_b;                       /* [H, H], [H] */
+    const float *fc1_w, *fc1_b;     /* [mlp, H], [mlp] */
+    const float *fc2_w, *fc2_b;     /* [H, mlp], [H] */
+    reel_matw q, k, v, o, fc1, fc2; /* the same weights packed (matmul.h) */
 } reel_clip_layer;
 
 typedef struct reel_clip_weights {
@@ -72,6 +75,7 @@ typedef struct reel_clip_weights {
         reel_clip_layer layer[REEL_CLIP_MAX_LAYERS];
         const float *ln_w, *ln_b; /* final_layer_norm */
         const float *proj;        /* text_projection [proj, H] */
+        reel_matw proj_m;
     } text;
     struct {
         const float *class_emb; /* [H] */
@@ -81,6 +85,7 @@ typedef struct reel_clip_weights {
         reel_clip_layer layer[REEL_CLIP_MAX_LAYERS];
         const float *post_ln_w, *post_ln_b;
         const float *proj; /* visual_projection [proj, H] */
+        reel_matw patch_m, proj_m;
     } vision;
     float logit_scale; /* the stored value; the model uses exp() of it */
     char dtype[8];     /* storage dtype of most weights: "F32", "F16", "BF16" */

@@ -288,7 +288,7 @@ const char *reel_safetensors_path(const reel_safetensors *st)
     return st->path;
 }
 
-float reel_f16_to_f32(uint16_t h)
+float reel_st_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h >> 15) << 31;
     uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
@@ -307,7 +307,7 @@ float reel_f16_to_f32(uint16_t h)
     return f;
 }
 
-float reel_bf16_to_f32(uint16_t b)
+float reel_st_bf16_to_f32(uint16_t b)
 {
     uint32_t bits = (uint32_t)b << 16;
     float f;
@@ -326,8 +326,8 @@ int reel_safetensors_to_f32(const reel_st_tensor *t, float *out)
     case REEL_ST_BF16:
         for (uint64_t i = 0; i < t->numel; i++) {
             uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-            out[i] = t->dtype == REEL_ST_F16 ? reel_f16_to_f32(h)
-                                             : reel_bf16_to_f32(h);
+            out[i] = t->dtype == REEL_ST_F16 ? reel_st_f16_to_f32(h)
+                                             : reel_st_bf16_to_f32(h);
         }
         return 0;
     default:

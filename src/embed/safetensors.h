@@ -82,7 +82,7 @@ uint32_t reel_st_dtype_size(reel_st_dtype t);
 int reel_safetensors_to_f32(const reel_st_tensor *t, float *out);
 
 /* IEEE half and bfloat16 to float, exactly. */
-float reel_f16_to_f32(uint16_t h);
-float reel_bf16_to_f32(uint16_t b);
+float reel_st_f16_to_f32(uint16_t h);
+float reel_st_bf16_to_f32(uint16_t b);
 
 #endif
