@@ -9,6 +9,7 @@
 #ifndef REEL_CMD_H
 #define REEL_CMD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -29,6 +30,22 @@ int reel_cmd_rank(int argc, char **argv);
 int reel_cmd_serve(int argc, char **argv);
 int reel_cmd_produce(int argc, char **argv);
 int reel_cmd_ingest(int argc, char **argv);
+int reel_cmd_clip(int argc, char **argv);
+
+/* reel embed DIR --clip MODEL (cmd_embed_clip.c): CLIP content vectors to
+ * `out`, thumbnails under DIR/thumbs/. */
+typedef struct reel_cmd_clip_opts {
+    const char *model;  /* CLIP checkpoint directory */
+    uint32_t frames;    /* key frames per video (0: text only) */
+    double text_weight; /* the text's share of the vector, 0..1 */
+    uint32_t batch;
+    int threads;
+} reel_cmd_clip_opts;
+int reel_cmd_embed_clip(const char *dir, const char *out,
+                        const reel_cmd_clip_opts *o);
+/* DIR/thumbs/ID with the id escaped for a file name (%XX). */
+void reel_cmd_thumb_dir(const char *dir, const char *id, char *out, size_t cap);
+int reel_cmd_search(int argc, char **argv);
 
 /* Prints "reel <cmd>: <message>" and a hint to run --help; returns 2. */
 int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "cmd.h"
@@ -22,25 +23,31 @@
 
 static void help(FILE *out)
 {
-    fprintf(out,
-            "usage: reel build DIR [--label watch30|click|like] "
-            "[--ranker xgboost|mlp]\n"
-            "                  [--query-decay D] [--threads N]\n"
-            "\n"
-            "Builds what `reel serve DIR` loads, with defaults:\n"
-            "  DIR/vectors/item2vec.reel  item2vec vectors learned from the "
-            "events, and\n"
-            "                             for videos without views, vectors "
-            "from the\n"
-            "                             cold-start map (catalogue "
-            "features)\n"
-            "  DIR/index/item2vec.idx     the HNSW index over them\n"
-            "  DIR/models/ranker.json     the ranker (reel train), or "
-            "ranker-mlp.reel\n"
-            "Each step is also a command of its own: reel embed, reel index "
-            "build,\nreel train. --query-decay D trains the ranker on "
-            "recency-weighted queries\n(reel train); serve with the same "
-            "reco.recency_decay (docs/config.md).\n");
+    fprintf(
+        out,
+        "usage: reel build DIR [--label watch30|click|like] "
+        "[--ranker xgboost|mlp]\n"
+        "                  [--query-decay D] [--threads N] [--content FILE]\n"
+        "\n"
+        "Builds what `reel serve DIR` loads, with defaults:\n"
+        "  DIR/vectors/item2vec.reel  item2vec vectors learned from the "
+        "events, and\n"
+        "                             for videos without views, vectors "
+        "from the\n"
+        "                             cold-start map: from content "
+        "vectors\n"
+        "                             (--content FILE, by default "
+        "DIR/vectors/clip.reel\n"
+        "                             when `reel embed --clip` wrote it), "
+        "else from\n"
+        "                             catalogue features\n"
+        "  DIR/index/item2vec.idx     the HNSW index over them\n"
+        "  DIR/models/ranker.json     the ranker (reel train), or "
+        "ranker-mlp.reel\n"
+        "Each step is also a command of its own: reel embed, reel index "
+        "build,\nreel train. --query-decay D trains the ranker on "
+        "recency-weighted queries\n(reel train); serve with the same "
+        "reco.recency_decay (docs/config.md).\n");
 }
 
 static int mkdir_in(const char *dir, const char *sub, char *path, size_t cap)
@@ -54,12 +61,13 @@ static int mkdir_in(const char *dir, const char *sub, char *path, size_t cap)
 
 int reel_cmd_build(int argc, char **argv)
 {
-    enum { O_LABEL = 256, O_RANKER, O_DECAY, O_THREADS };
+    enum { O_LABEL = 256, O_RANKER, O_DECAY, O_THREADS, O_CONTENT };
     static const struct option opts[] = {
         {"label", required_argument, 0, O_LABEL},
         {"ranker", required_argument, 0, O_RANKER},
         {"query-decay", required_argument, 0, O_DECAY},
         {"threads", required_argument, 0, O_THREADS},
+        {"content", required_argument, 0, O_CONTENT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -68,6 +76,7 @@ int reel_cmd_build(int argc, char **argv)
     reel_item2vec_opts io = reel_item2vec_opts_default();
     uint64_t v;
     int c, rc;
+    const char *content_path = NULL;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -87,6 +96,9 @@ int reel_cmd_build(int argc, char **argv)
                 return reel_cmd_usage_error("build", "bad --threads '%s'",
                                             optarg);
             io.threads = (int)v;
+            break;
+        case O_CONTENT:
+            content_path = optarg;
             break;
         case 'h':
             help(stdout);
@@ -125,7 +137,24 @@ int reel_cmd_build(int argc, char **argv)
                              reel_strerror(rc));
     }
     uint32_t filled = 0;
-    if ((rc = reel_cold_fill(ds, NULL, vec, 10, &filled)))
+    /* the content the cold-start map starts from: CLIP vectors when
+     * reel embed --clip wrote them (or --content names a file), else the
+     * catalogue's features */
+    char cpath[4096];
+    if (!content_path) {
+        snprintf(cpath, sizeof cpath, "%s/vectors/clip.reel", dir);
+        if (!access(cpath, R_OK))
+            content_path = cpath;
+    }
+    reel_vectors *content = NULL;
+    if (content_path && reel_vectors_load(content_path, ds, &content, &d)) {
+        reel_vectors_free(vec);
+        reel_dataset_close(ds);
+        return reel_cmd_fail_diag("build", &d);
+    }
+    rc = reel_cold_fill(ds, content, vec, 10, &filled);
+    reel_vectors_free(content);
+    if (rc)
         fprintf(stderr,
                 "reel build: cold-start map skipped (%s); videos without "
                 "views have no vector\n",
@@ -136,9 +165,10 @@ int reel_cmd_build(int argc, char **argv)
     uint32_t have = 0;
     for (uint32_t i = 0; i < vec->n; i++)
         have += vec->has[i];
-    printf("vectors: %u of %u videos (%u by the cold-start map), dim %u -> "
-           "%s\n",
-           have, vec->n, filled, vec->dim, path);
+    printf("vectors: %u of %u videos (%u by the cold-start map from %s), dim "
+           "%u -> %s\n",
+           have, vec->n, filled,
+           content_path ? content_path : "catalogue features", vec->dim, path);
     /* 2. the index. */
     reel_index *ix;
     if (reel_retrieve_index(vec, &ix, &d))

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "cmd.h"
@@ -26,6 +27,9 @@ static void help(FILE *out)
             "[--alpha 10]\n"
             "                      [--lambda 50]\n"
             "                      [--seed 42] [--threads N]\n"
+            "       reel embed DIR --clip MODEL_DIR [--frames 8] "
+            "[--text-weight 0.3]\n"
+            "                      [--batch 8] [--threads N] [--out FILE]\n"
             "\n"
             "Learns item vectors from the viewing logs in DIR and writes "
             "them\n(docs/formats/vectors.md) to FILE, by default "
@@ -48,7 +52,18 @@ static void help(FILE *out)
             "\n"
             "--concat A,B writes the concatenation of two vectors files "
             "(rows side by\nside; a video lacking either has none) to "
-            "--out instead of learning.\n");
+            "--out instead of learning.\n"
+            "\n"
+            "--clip MODEL_DIR embeds content with CLIP (a Hugging Face "
+            "checkpoint:\nconfig.json, model.safetensors, vocab.json, "
+            "merges.txt) into\nDIR/vectors/clip.reel: up to --frames key "
+            "frames of each video's media\n(FFmpeg; relative paths are "
+            "under DIR) and its title and description;\nthe vector is the "
+            "normalised mean, the text weighted by --text-weight.\nVideos "
+            "without media get their text vector. Thumbnails of the chosen "
+            "frames\ngo to DIR/thumbs/ID/ (docs/formats/frames.md). "
+            "Interrupted runs resume\nfrom FILE.partial. Broken media is "
+            "reported per file and counted.\n");
 }
 
 int reel_cmd_embed(int argc, char **argv)
@@ -70,7 +85,11 @@ int reel_cmd_embed(int argc, char **argv)
         O_COLD,
         O_CONTENT,
         O_COLD_LAMBDA,
-        O_CONCAT
+        O_CONCAT,
+        O_CLIP,
+        O_FRAMES,
+        O_TEXT_WEIGHT,
+        O_BATCH
     };
     static const struct option opts[] = {
         {"method", required_argument, 0, O_METHOD},
@@ -87,6 +106,10 @@ int reel_cmd_embed(int argc, char **argv)
         {"content", required_argument, 0, O_CONTENT},
         {"cold-lambda", required_argument, 0, O_COLD_LAMBDA},
         {"concat", required_argument, 0, O_CONCAT},
+        {"clip", required_argument, 0, O_CLIP},
+        {"frames", required_argument, 0, O_FRAMES},
+        {"text-weight", required_argument, 0, O_TEXT_WEIGHT},
+        {"batch", required_argument, 0, O_BATCH},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"lambda", required_argument, 0, O_LAMBDA},
@@ -101,6 +124,7 @@ int reel_cmd_embed(int argc, char **argv)
     const char *concat = NULL;
     double cold_lambda = 10;
     uint64_t v;
+    reel_cmd_clip_opts co = {NULL, 8, 0.3, 8, 1};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -127,6 +151,26 @@ int reel_cmd_embed(int argc, char **argv)
             break;
         case O_CONCAT:
             concat = optarg;
+            break;
+        case O_CLIP:
+            co.model = optarg;
+            break;
+        case O_FRAMES:
+            if (reel_cmd_parse_u64(optarg, 0, 64, &v))
+                return reel_cmd_usage_error(
+                    "embed", "--frames must be in 0..64, not '%s'", optarg);
+            co.frames = (uint32_t)v;
+            break;
+        case O_BATCH:
+            if (reel_cmd_parse_u64(optarg, 1, 1024, &v))
+                return reel_cmd_usage_error(
+                    "embed", "--batch must be in 1..1024, not '%s'", optarg);
+            co.batch = (uint32_t)v;
+            break;
+        case O_TEXT_WEIGHT:
+            if (reel_cmd_parse_double(optarg, 0, 1, &co.text_weight))
+                return reel_cmd_usage_error(
+                    "embed", "--text-weight must be in 0..1, not '%s'", optarg);
             break;
         case O_COLD:
             cold = 1;
@@ -196,10 +240,16 @@ int reel_cmd_embed(int argc, char **argv)
             return reel_cmd_fail("embed", "cannot create %s: %s", path,
                                  strerror(errno));
         snprintf(path, sizeof path, "%s/vectors/%s.reel", dir,
-                 concat ? "concat"
-                 : als  ? "als"
-                        : "item2vec");
+                 co.model ? "clip"
+                 : concat ? "concat"
+                 : als    ? "als"
+                          : "item2vec");
         out = path;
+    }
+    if (co.model) {
+        co.threads =
+            io.threads > 0 ? io.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        return reel_cmd_embed_clip(dir, out, &co);
     }
     reel_diag d;
     reel_diag_clear(&d);

@@ -9,6 +9,7 @@
 
 #include "base/clock.h"
 #include "base/mem.h"
+#include "embed/vectors.h"
 #include "base/progress.h"
 #include "base/vecfile.h"
 #include "cmd.h"
@@ -29,8 +30,9 @@ static void help(FILE *out)
             "       reel index stats --index INDEX [--json]\n"
             "\n"
             "Vector files are .fvecs (per vector an int32 dimension, then that "
-            "many\nfloat32) or .npy (float32, 2-D). Item ids are 0-based row "
-            "numbers.\n"
+            "many\nfloat32), .npy (float32, 2-D) or reel's .reel vectors files "
+            "(reel embed,\ndocs/formats/vectors.md; rows without a vector are "
+            "left out). Item ids\nare 0-based row numbers.\n"
             "\n"
             "build: builds an index (HNSW by default; flat is exact) on N "
             "threads\n"
@@ -145,8 +147,20 @@ static int build(int argc, char **argv)
     reel_diag_clear(&d);
     reel_vecs v;
     double t0 = reel_clock_mono();
-    if (reel_vecs_read(vecs, &v, &d))
+    uint8_t *present =
+        NULL; /* .reel files: rows without a vector are left out */
+    size_t vl = strlen(vecs);
+    if (vl > 5 && !strcmp(vecs + vl - 5, ".reel")) {
+        reel_vectors *rv;
+        if (reel_vectors_load(vecs, NULL, &rv, &d))
+            return reel_cmd_fail_diag("index", &d);
+        v.n = rv->n, v.d = rv->dim, v.data = rv->data;
+        present = rv->has;
+        rv->data = NULL, rv->has = NULL;
+        reel_vectors_free(rv);
+    } else if (reel_vecs_read(vecs, &v, &d)) {
         return reel_cmd_fail_diag("index", &d);
+    }
     if (v.n >= UINT32_MAX) {
         reel_vecs_free(&v);
         return reel_cmd_fail("index", "%s: too many vectors", vecs);
@@ -165,7 +179,21 @@ static int build(int argc, char **argv)
     reel_progress p;
     reel_progress_start(&p, "indexing", "vectors", v.n);
     t0 = reel_clock_mono();
-    int rc = reel_index_add_batch(ix, 0, v.data, v.n, (int)threads, &p);
+    uint64_t absent = 0;
+    for (uint64_t i = 0; present && i < v.n; i++)
+        absent += !present[i];
+    int rc = 0;
+    if (!absent) {
+        rc = reel_index_add_batch(ix, 0, v.data, v.n, (int)threads, &p);
+    } else {
+        for (uint64_t i = 0; i < v.n && !rc; i++) {
+            if (present[i])
+                rc = reel_index_add(ix, (uint32_t)i, v.data + i * v.d);
+            reel_progress_add(&p, 1);
+            reel_progress_tick(&p);
+        }
+    }
+    free(present);
     reel_progress_finish(&p);
     double t_build = reel_clock_mono() - t0;
     reel_vecs_free(&v);

@@ -38,6 +38,10 @@ static const struct command commands[] = {
      "serve recommendations and take events over HTTP (docs/API.md)"},
     {"ingest", reel_cmd_ingest,
      "apply a Kafka topic's events to the Redis store (docs/DEPLOY.md)"},
+    {"clip", reel_cmd_clip,
+     "CLIP's raw outputs: token ids, text and image embeddings, logits"},
+    {"search", reel_cmd_search,
+     "zero-shot search of the catalogue with a CLIP text query"},
     {"produce", reel_cmd_produce,
      "send JSON Lines events to a Kafka topic (docs/formats/kafka-events.md)"},
 };

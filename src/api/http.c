@@ -235,22 +235,6 @@ int reel_http_resp_header(reel_http_resp *resp, const char *name,
     return 0;
 }
 
-static void json_string(reel_buf *b, const char *s)
-{
-    reel_buf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            reel_buf_putc(b, '\\');
-            reel_buf_putc(b, (char)*p);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            reel_buf_printf(b, "\\u%04x", *p);
-        } else {
-            reel_buf_putc(b, (char)*p);
-        }
-    }
-    reel_buf_putc(b, '"');
-}
-
 void reel_http_resp_error(reel_http_resp *resp, int status, const char *msg)
 {
     assert(status >= 400 && status <= 599);
@@ -259,7 +243,7 @@ void reel_http_resp_error(reel_http_resp *resp, int status, const char *msg)
     reel_buf_reset(&resp->body);
     reel_buf_reset(&resp->headers);
     reel_buf_puts(&resp->body, "{\"error\": ");
-    json_string(&resp->body, msg);
+    reel_buf_json_string(&resp->body, msg, strlen(msg));
     reel_buf_puts(&resp->body, "}\n");
 }
 

@@ -70,3 +70,20 @@ void reel_buf_printf(reel_buf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
 }
+
+void reel_buf_json_string(reel_buf *b, const char *s, size_t len)
+{
+    reel_buf_putc(b, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            reel_buf_putc(b, '\\');
+            reel_buf_putc(b, (char)c);
+        } else if (c < 0x20 || c == 0x7f) {
+            reel_buf_printf(b, "\\u%04x", c);
+        } else {
+            reel_buf_putc(b, (char)c);
+        }
+    }
+    reel_buf_putc(b, '"');
+}

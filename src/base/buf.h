@@ -29,5 +29,9 @@ void reel_buf_putc(reel_buf *b, char c);
 void reel_buf_puts(reel_buf *b, const char *s);
 void reel_buf_printf(reel_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Appends s[0..len) as a JSON string literal, quotes included: '"' and
+ * '\\' escaped, control bytes and DEL as \u00XX; other bytes (UTF-8)
+ * copied as they are. */
+void reel_buf_json_string(reel_buf *b, const char *s, size_t len);
 
 #endif

@@ -22,6 +22,12 @@ static void linear(const reel_matw *w, const float *x, uint32_t n,
 static void layer_norm(const float *x, uint32_t n, uint32_t h, const float *g,
                        const float *b, float eps, float *y)
 {
+    int threads = atomic_load(&n_threads);
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads)                                  \
+    schedule(static) if (threads > 1 && n >= 64)
+#endif
     for (uint32_t i = 0; i < n; i++) {
         const float *r = x + (size_t)i * h;
         float *o = y + (size_t)i * h;
@@ -82,39 +88,17 @@ static void encoder_layer(const reel_clip_tower_config *c,
     linear(&L->q, s->y, (uint32_t)rows, L->q_b, s->q, 0);
     linear(&L->k, s->y, (uint32_t)rows, L->k_b, s->k, 0);
     linear(&L->v, s->y, (uint32_t)rows, L->v_b, s->v, 0);
-    float scale = 1.0f / sqrtf((float)dh);
-    for (size_t i = 0; i < rows * h; i++)
-        s->q[i] *= scale;
-    for (uint32_t b = 0; b < nb; b++)
-        for (uint32_t hd = 0; hd < nh; hd++) {
-            const float *q = s->q + (size_t)b * t * h + hd * dh;
-            const float *k = s->k + (size_t)b * t * h + hd * dh;
-            const float *v = s->v + (size_t)b * t * h + hd * dh;
-            float *o = s->a + (size_t)b * t * h + hd * dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t, (int)t,
-                        (int)dh, 1.0f, q, (int)h, k, (int)h, 0.0f, s->s,
-                        (int)t);
-            for (uint32_t i = 0; i < t; i++) {
-                float *r = s->s + (size_t)i * t;
-                uint32_t end = causal ? i + 1 : t;
-                float mx = r[0];
-                for (uint32_t j = 1; j < end; j++)
-                    mx = r[j] > mx ? r[j] : mx;
-                float sum = 0;
-                for (uint32_t j = 0; j < end; j++) {
-                    r[j] = expf(r[j] - mx);
-                    sum += r[j];
-                }
-                float inv = 1.0f / sum;
-                for (uint32_t j = 0; j < end; j++)
-                    r[j] *= inv;
-                for (uint32_t j = end; j < t; j++)
-                    r[j] = 0;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t,
-                        (int)dh, (int)t, 1.0f, s->s, (int)t, v, (int)h, 0.0f, o,
-                        (int)h);
-        }
+    int threads = atomic_load(&n_threads);
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#endif
+    for (int job = 0; job < (int)(nb * nh); job++) {
+        uint32_t b = (uint32_t)job / nh, hd = (uint32_t)job % nh;
+        size_t off = (size_t)b * t * h + hd * dh;
+        reel_attention_head(s->q + off, s->k + off, s->v + off, s->a + off, t,
+                            h, dh, 1.0f / sqrtf((float)dh), causal);
+    }
     linear(&L->o, s->a, (uint32_t)rows, L->o_b, x, REEL_MATW_ACCUM);
     layer_norm(x, (uint32_t)rows, h, L->ln2_w, L->ln2_b, c->ln_eps, s->y);
     if (c->act == REEL_CLIP_QUICK_GELU) {
@@ -259,5 +243,9 @@ float reel_clip_logit_scale(const reel_clip_weights *w)
 
 void reel_clip_set_threads(int n)
 {
-    openblas_set_num_threads(n > 0 ? n : 1);
+    n = n > 0 ? n : 1;
+    atomic_store(&n_threads, n);
+    /* OpenBLAS only multiplies here where the CPU lacks AVX-512 (matmul.h);
+     * elsewhere its threads would fight OpenMP's */
+    openblas_set_num_threads(__builtin_cpu_supports("avx512f") ? 1 : n);
 }

@@ -177,8 +177,9 @@ AVX512 static void panel_rows(const reel_matw *w, uint32_t p, const float *xp,
         tile(r, xi, wp, w->k, b, yi, ldy, cols, flags);                        \
         break;
             CASE(12)
-            CASE(11) CASE(10) CASE(9) CASE(8) CASE(7) CASE(6) CASE(5) CASE(4)
-                CASE(3) CASE(2) CASE(1)
+            CASE(11)
+            CASE(10) CASE(9) CASE(8) CASE(7) CASE(6) CASE(5) CASE(4) CASE(3)
+                CASE(2) CASE(1)
 #undef CASE
         }
     }
@@ -264,4 +265,103 @@ void reel_matw_apply(const reel_matw *w, const float *x, uint32_t m,
                      threads < 1 ? 1 : threads);
     else
         apply_blas(w, x, m, ldx, bias, y, ldy, flags);
+}
+
+/* ---- attention ---- */
+
+static void attention_scalar(const float *q, const float *k, const float *v,
+                             float *o, uint32_t t, uint32_t ld, uint32_t dh,
+                             float scale, int causal, float *p)
+{
+    for (uint32_t i = 0; i < t; i++) {
+        uint32_t end = causal ? i + 1 : t;
+        const float *qi = q + (size_t)i * ld;
+        float mx = -INFINITY;
+        for (uint32_t j = 0; j < end; j++) {
+            const float *kj = k + (size_t)j * ld;
+            float s = 0;
+            for (uint32_t d = 0; d < dh; d++)
+                s += qi[d] * kj[d];
+            p[j] = s * scale;
+            mx = p[j] > mx ? p[j] : mx;
+        }
+        float sum = 0;
+        for (uint32_t j = 0; j < end; j++)
+            sum += (p[j] = expf(p[j] - mx));
+        float *oi = o + (size_t)i * ld;
+        for (uint32_t d = 0; d < dh; d++)
+            oi[d] = 0;
+        for (uint32_t j = 0; j < end; j++) {
+            const float *vj = v + (size_t)j * ld;
+            float w = p[j] / sum;
+            for (uint32_t d = 0; d < dh; d++)
+                oi[d] += w * vj[d];
+        }
+    }
+}
+
+AVX512 static void attention_avx512(const float *q, const float *k,
+                                    const float *v, float *o, uint32_t t,
+                                    uint32_t ld, uint32_t dh, float scale,
+                                    int causal, float *p)
+{
+    uint32_t full = dh / 16, rest = dh % 16;
+    __mmask16 mr = (__mmask16)((1u << rest) - 1);
+    for (uint32_t i = 0; i < t; i++) {
+        uint32_t end = causal ? i + 1 : t;
+        const float *qi = q + (size_t)i * ld;
+        float mx = -INFINITY;
+        for (uint32_t j = 0; j < end; j++) {
+            const float *kj = k + (size_t)j * ld;
+            __m512 acc = _mm512_setzero_ps();
+            uint32_t d = 0;
+            for (uint32_t c = 0; c < full; c++, d += 16)
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qi + d),
+                                      _mm512_loadu_ps(kj + d), acc);
+            if (rest)
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mr, qi + d),
+                                      _mm512_maskz_loadu_ps(mr, kj + d), acc);
+            p[j] = _mm512_reduce_add_ps(acc) * scale;
+            mx = p[j] > mx ? p[j] : mx;
+        }
+        float sum = 0;
+        uint32_t j = 0;
+        __m512 vmx = _mm512_set1_ps(mx), vs = _mm512_setzero_ps();
+        for (; j + 16 <= end; j += 16) {
+            __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(p + j), vmx));
+            _mm512_storeu_ps(p + j, e);
+            vs = _mm512_add_ps(vs, e);
+        }
+        if (j < end) {
+            __mmask16 m = (__mmask16)((1u << (end - j)) - 1);
+            __m512 e =
+                exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p + j), vmx));
+            _mm512_mask_storeu_ps(p + j, m, e);
+            vs = _mm512_add_ps(vs, _mm512_maskz_mov_ps(m, e));
+        }
+        sum = _mm512_reduce_add_ps(vs);
+        __m512 inv = _mm512_set1_ps(1.0f / sum);
+        float *oi = o + (size_t)i * ld;
+        for (uint32_t d = 0; d < dh; d += 16) {
+            __mmask16 m = dh - d >= 16 ? 0xffff : mr;
+            __m512 acc = _mm512_setzero_ps();
+            for (uint32_t jj = 0; jj < end; jj++)
+                acc = _mm512_fmadd_ps(
+                    _mm512_set1_ps(p[jj]),
+                    _mm512_maskz_loadu_ps(m, v + (size_t)jj * ld + d), acc);
+            _mm512_mask_storeu_ps(oi + d, m, _mm512_mul_ps(acc, inv));
+        }
+    }
+}
+
+void reel_attention_head(const float *q, const float *k, const float *v,
+                         float *o, uint32_t t, uint32_t ld, uint32_t dh,
+                         float scale, int causal)
+{
+    float *p = reel_xmalloc(((size_t)t + 16) * sizeof *p);
+    if (use_avx512())
+        attention_avx512(q, k, v, o, t, ld, dh, scale, causal, p);
+    else
+        attention_scalar(q, k, v, o, t, ld, dh, scale, causal, p);
+    free(p);
 }

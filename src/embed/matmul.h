@@ -56,6 +56,15 @@ void reel_matw_apply(const reel_matw *w, const float *x, uint32_t m,
 
 void reel_matw_set_kernel(reel_matw_kernel k);
 
+/* One attention head of one sequence: o_i = sum_j softmax_j(q_i . k_j *
+ * scale) v_j over j < t (j <= i when causal); q, k, v and o are t rows of
+ * dh floats with row stride ld (a head's columns inside [t, hidden]
+ * matrices). AVX-512 when the CPU has it (and the kernel is AUTO), else
+ * plain loops. */
+void reel_attention_head(const float *q, const float *k, const float *v,
+                         float *o, uint32_t t, uint32_t ld, uint32_t dh,
+                         float scale, int causal);
+
 /* quick_gelu over n floats in place (x * sigmoid(1.702 x)), vectorised
  * when the CPU allows. */
 void reel_quick_gelu(float *x, uint64_t n);

@@ -158,10 +158,9 @@ int reel_vectors_load(const char *path, const reel_dataset *ds,
                                 i);
             goto fail;
         }
-    const reel_videos *vid = reel_dataset_videos(ds);
     char *src = reel_xstrndup(ss->data, (size_t)ss->length);
     reel_vectors *v;
-    reel_vectors_new(vid->n, dim, src, &v);
+    reel_vectors_new(ds ? reel_dataset_videos(ds)->n : n, dim, src, &v);
     free(src);
     v->unit_norm = p[3] == 1;
     v->prior = p[4] == 1;
@@ -171,8 +170,9 @@ int reel_vectors_load(const char *path, const reel_dataset *ds,
         if (!has[i])
             continue;
         const char *id = bytes + offs[i];
-        uint32_t at = reel_dataset_find_video(
-            ds, id, (size_t)(offs[i + 1] - offs[i] - 1));
+        uint32_t at = !ds ? i
+                          : reel_dataset_find_video(
+                                ds, id, (size_t)(offs[i + 1] - offs[i] - 1));
         if (at == REEL_NONE)
             continue;
         memcpy(reel_vectors_row(v, at), data + (uint64_t)i * dim,

@@ -50,7 +50,8 @@ void reel_vectors_normalize(reel_vectors *v);
 int reel_vectors_save(const reel_vectors *v, const reel_dataset *ds,
                       const char *path, reel_diag *d);
 /* Reads a file and aligns it to the dataset by video id: videos the file
- * lacks are absent rows; ids the dataset lacks are ignored. */
+ * lacks are absent rows; ids the dataset lacks are ignored. With ds NULL
+ * the rows stay in the file's order (reel index build). */
 int reel_vectors_load(const char *path, const reel_dataset *ds,
                       reel_vectors **out, reel_diag *d);
 
