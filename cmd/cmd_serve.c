@@ -861,7 +861,8 @@ static int h_ready(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     /* ?degraded=ok: ready while Redis is down once the state was loaded
      * (requests then get cold-start answers marked degraded). */
     const char *dg = reel_http_req_arg(req, "degraded");
-    if (st.redis && st.redis_ready && !st.redis_up && dg && !strcmp(dg, "ok")) {
+    if (st.redis && st.redis_loaded && !(st.redis_ready && st.redis_up) && dg &&
+        !strcmp(dg, "ok")) {
         send_json(resp, 200,
                   json_pack("{s:s, s:s}", "status", "degraded", "reason",
                             st.redis_error[0] ? st.redis_error

@@ -137,9 +137,10 @@ struct reel_engine {
     pthread_mutex_t r_apply_mu; /* one batch at a time goes to Redis */
     reel_redis **rpool;         /* idle connections */
     size_t n_rpool, cap_rpool;
-    atomic_int r_ready; /* seeded and the video copy loaded */
-    atomic_int r_up;    /* the last call reached Redis */
-    pthread_t r_thread; /* refreshes the copy of the video statistics */
+    atomic_int r_ready;  /* seeded and the video copy loaded */
+    atomic_int r_loaded; /* r_ready was 1 once */
+    atomic_int r_up;     /* the last call reached Redis */
+    pthread_t r_thread;  /* refreshes the copy of the video statistics */
     int r_running;
     char r_cursor[64];
     _Atomic uint64_t r_degraded, r_refreshes, r_unavailable;
@@ -1331,6 +1332,10 @@ static void rput(reel_engine *en, reel_redis *r, int rc)
         atomic_fetch_add(&en->r_unavailable, 1);
     }
     atomic_store(&en->r_up, rc != REEL_EUNAVAILABLE);
+    /* After an outage Redis may come back empty: the refresh thread checks
+     * the marker (and seeds again) before the state counts as ready. */
+    if (rc == REEL_EUNAVAILABLE)
+        atomic_store(&en->r_ready, 0);
     if (en->n_rpool == en->cap_rpool)
         REEL_GROW(en->rpool, en->cap_rpool, en->n_rpool + 1);
     en->rpool[en->n_rpool++] = r;
@@ -1573,9 +1578,10 @@ static void *redis_main(void *arg)
     for (;;) {
         int rc = atomic_load(&en->r_ready) ? redis_refresh(en, r, buf, CAP)
                                            : redis_init(en, r);
-        if (!rc)
+        if (!rc) {
             atomic_store(&en->r_ready, 1);
-        else if (rc == REEL_EUNAVAILABLE)
+            atomic_store(&en->r_loaded, 1);
+        } else if (rc == REEL_EUNAVAILABLE)
             /* After an outage: check the marker (Redis may have come back
              * empty) and copy every video again before serving. */
             atomic_store(&en->r_ready, 0);
@@ -1671,10 +1677,16 @@ static int redis_recommend(reel_engine *en, const char *user, uint32_t k,
     reel_fs_user fu;
     uint32_t nh = 0, n_seen = 0;
     uint64_t found;
-    reel_redis *r = rget(en);
-    reel_redis_ids map = en_ids(en);
-    int rc = reel_redis_user_get(r, user, &map, &fu, h, hmax, &nh, &found);
-    rput(en, r, rc);
+    int rc = REEL_EUNAVAILABLE;
+    if (atomic_load(&en->r_ready)) {
+        reel_redis *r = rget(en);
+        reel_redis_ids map = en_ids(en);
+        rc = reel_redis_user_get(r, user, &map, &fu, h, hmax, &nh, &found);
+        rput(en, r, rc);
+    } else {
+        /* not verified since an outage: the cold-start path, degraded */
+        reel_fs_user_init(&fu);
+    }
     for (uint32_t i = 0; i < nh; i++)
         if (h[i].video != REEL_NONE)
             seen[n_seen++] = h[i].video;
@@ -1720,6 +1732,12 @@ static int redis_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
     pthread_rwlock_unlock(&en->lock);
     atomic_fetch_add(&en->rejected, *n_rej);
     int rc = 0;
+    if (m && !atomic_load(&en->r_ready)) {
+        /* Redis is down, or back but not verified (or being seeded):
+         * refused, never written to a state that may be replaced */
+        rc = REEL_EUNAVAILABLE;
+        m = 0;
+    }
     if (m) {
         reel_redis *r = rget(en);
         uint32_t dups = 0;
@@ -2502,10 +2520,13 @@ int reel_engine_history(reel_engine *en, const char *user, uint32_t max,
         reel_fs_user fu;
         uint64_t found;
         uint32_t n = 0;
-        reel_redis *r = rget(en);
-        reel_redis_ids map = en_ids(en);
-        int rc = reel_redis_user_get(r, user, &map, &fu, h, max, &n, &found);
-        rput(en, r, rc);
+        int rc = REEL_EUNAVAILABLE;
+        if (atomic_load(&en->r_ready)) {
+            reel_redis *r = rget(en);
+            reel_redis_ids map = en_ids(en);
+            rc = reel_redis_user_get(r, user, &map, &fu, h, max, &n, &found);
+            rput(en, r, rc);
+        }
         /* Redis keeps them newest first; the answer is oldest first. */
         for (uint32_t i = 0; i < n; i++)
             out[i] = (reel_engine_event){.video = h[n - 1 - i].video,
@@ -2697,6 +2718,7 @@ void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
     if (en->store_url) {
         st->redis = 1;
         st->redis_ready = atomic_load(&en->r_ready);
+        st->redis_loaded = atomic_load(&en->r_loaded);
         st->redis_up = atomic_load(&en->r_up);
         st->degraded = atomic_load(&en->r_degraded);
         st->redis_unavailable = atomic_load(&en->r_unavailable);

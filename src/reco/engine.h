@@ -277,7 +277,9 @@ typedef struct reel_engine_stats {
     reel_wal_stats wal;
     /* The Redis store (all 0 when embedded). */
     int redis;                  /* 1: user state in Redis */
-    int redis_ready;            /* seeded and the video statistics copied */
+    int redis_ready;            /* seeded and the video statistics copied,
+                                   checked since the last outage */
+    int redis_loaded;           /* ready at least once since open */
     int redis_up;               /* the last call reached Redis */
     uint64_t degraded;          /* cold-start answers because Redis was down */
     uint64_t redis_unavailable; /* calls that found Redis down */
