@@ -178,8 +178,9 @@ AVX512 static void panel_rows(const reel_matw *w, uint32_t p, const float *xp,
         break;
             CASE(12)
             CASE(11)
-            CASE(10) CASE(9) CASE(8) CASE(7) CASE(6) CASE(5) CASE(4) CASE(3)
-                CASE(2) CASE(1)
+            CASE(10)
+            CASE(9) CASE(8) CASE(7) CASE(6) CASE(5) CASE(4) CASE(3) CASE(2)
+                CASE(1)
 #undef CASE
         }
     }
@@ -203,22 +204,33 @@ AVX512 static void apply_avx512(const reel_matw *w, const float *x, uint32_t m,
     for (uint32_t i0 = 0; i0 < m; i0 += M_BLOCK) {
         uint32_t mb = m - i0 < M_BLOCK ? m - i0 : M_BLOCK;
         float *yb = y + (size_t)i0 * ldy;
-        /* x's rows of this block, MR at a time, as k groups of MR floats */
-        for (uint32_t t = 0; t < mb; t += MR) {
-            float *dst = xp + (size_t)t * k;
-            uint32_t rows = mb - t < MR ? mb - t : MR;
-            for (uint32_t r = 0; r < rows; r++) {
-                const float *src = x + (size_t)(i0 + t + r) * ldx;
-                for (uint32_t kk = 0; kk < k; kk++)
-                    dst[(size_t)kk * MR + r] = src[kk];
-            }
-        }
+        int tiles = (int)((mb + MR - 1) / MR);
         const float *xb = xp;
+        /* one team: x's rows of this block packed MR at a time (k groups
+         * of MR floats), then the panels */
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
-        for (int p = 0; p < np; p++)
-            panel_rows(w, (uint32_t)p, xb, mb, bias, yb, ldy, flags);
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int ti = 0; ti < tiles; ti++) {
+                uint32_t t = (uint32_t)ti * MR;
+                float *dst = xp + (size_t)t * k;
+                uint32_t rows = mb - t < MR ? mb - t : MR;
+                for (uint32_t r = 0; r < rows; r++) {
+                    const float *src = x + (size_t)(i0 + t + r) * ldx;
+                    for (uint32_t kk = 0; kk < k; kk++)
+                        dst[(size_t)kk * MR + r] = src[kk];
+                }
+            }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int p = 0; p < np; p++)
+                panel_rows(w, (uint32_t)p, xb, mb, bias, yb, ldy, flags);
+        }
     }
     free(xp);
     (void)threads;
