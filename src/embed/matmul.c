@@ -12,7 +12,7 @@
 #include "base/mem.h"
 
 #define NR REEL_MATW_NR
-#define MR 12
+#define MR 10
 
 static _Atomic int kernel_choice = REEL_MATW_AUTO;
 
@@ -117,7 +117,7 @@ void reel_quick_gelu(float *x, uint64_t n)
         quick_gelu_scalar(x, n);
 }
 
-/* One tile: mr (1..12) rows of x (packed: k groups of MR floats, row r of
+/* One tile: mr (1..MR) rows of x (packed: k groups of MR floats, row r of
  * the tile at offset r in each group) times one packed panel (NR = 32 columns,
  * `cols` of them real), the accumulators in registers. */
 AVX512 static inline __attribute__((always_inline)) void
@@ -176,11 +176,10 @@ AVX512 static void panel_rows(const reel_matw *w, uint32_t p, const float *xp,
     case r:                                                                    \
         tile(r, xi, wp, w->k, b, yi, ldy, cols, flags);                        \
         break;
-            CASE(12)
-            CASE(11)
+
             CASE(10)
-            CASE(9) CASE(8) CASE(7) CASE(6) CASE(5) CASE(4) CASE(3) CASE(2)
-                CASE(1)
+            CASE(9)
+            CASE(8) CASE(7) CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1)
 #undef CASE
         }
     }

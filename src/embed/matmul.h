@@ -5,7 +5,7 @@
  * W is n x k row-major (torch's nn.Linear layout: out x in). Packing cuts it
  * into panels of REEL_MATW_NR output columns; each panel holds k rows of NR
  * floats (the last panel padded with zeros), 64-byte aligned, so that the
- * AVX-512 kernel reads it front to back while it keeps a tile of up to 12
+ * AVX-512 kernel reads it front to back while it keeps a tile of up to 10
  * rows of x times NR columns in registers. The epilogue adds the bias,
  * applies quick_gelu if asked, and stores or accumulates into y
  * (REEL_MATW_ACCUM: y += ..., a residual connection) in the same pass.

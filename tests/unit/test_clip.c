@@ -459,7 +459,7 @@ static void matmul_kernel_matches_naive(void **state)
 {
     reel_rng r;
     reel_rng_seed(&r, 9);
-    const uint32_t ms[] = {1, 2, 5, 11, 12, 13, 25, 50, 97, 500};
+    const uint32_t ms[] = {1, 2, 5, 9, 10, 11, 12, 13, 25, 50, 97, 500};
     const uint32_t ns[] = {1, 15, 16, 17, 32, 33, 70};
     const uint32_t ks[] = {1, 7, 64, 129};
     for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
