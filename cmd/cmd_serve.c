@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "api/config.h"
+#include "reco/experiment.h"
 #include "api/http.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -34,6 +35,8 @@ struct srv {
     atomic_int admin_jobs; /* reloads and snapshots running */
     uint32_t max_k;        /* larger ?k= are capped */
     struct reel_cmd_kafka *kafka; /* --kafka: the consumer, or NULL */
+    reel_experiments *exps;       /* the A/B experiments */
+    reel_reco_opts reco;          /* the server's recommendation options */
 };
 
 static void help(FILE *out)
@@ -328,6 +331,19 @@ static int h_events(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     int rc =
         m ? reel_engine_ingest(sv->en, ev, m, rej, &n_rej, pend_done, p) : 0;
     uint32_t accepted = rc ? 0 : m - n_rej;
+    /* Attribution: accepted events naming an answer count for its arms. */
+    if (!rc && accepted && reel_experiments_count(sv->exps)) {
+        for (uint32_t i = 0, j = 0; i < m; i++) {
+            while (j < n_rej && rej[j].index < i)
+                j++;
+            if (j < n_rej && rej[j].index == i)
+                continue;
+            if (ev[i].rec.request_id)
+                reel_experiments_event(sv->exps, ev[i].rec.request_id,
+                                       ev[i].rec.type, ev[i].rec.watch_s,
+                                       ev[i].user);
+        }
+    }
     if (rc || !accepted) {
         /* No callback will come: stand in for it. */
         p->err = rc;
@@ -395,6 +411,98 @@ static int h_delete_video(const reel_http_req *req, reel_http_resp *resp,
     return 0;
 }
 
+/* ---------------------------------------------------------- experiments */
+
+static int exp_name_ok(const char *name, reel_http_resp *resp)
+{
+    if (!name || !*name || strlen(name) > REEL_EXP_NAME_MAX) {
+        reel_http_resp_error(resp, 400, "bad experiment name");
+        return 0;
+    }
+    return 1;
+}
+
+static int h_exp_put(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    struct srv *sv = ctx;
+    if (sv->token && !reel_http_bearer_ok(req, resp, sv->token))
+        return 0;
+    const char *name = reel_http_req_param(req, "name");
+    if (!exp_name_ok(name, resp))
+        return 0;
+    json_error_t je;
+    json_t *body =
+        json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "bad JSON: %s", je.text);
+        reel_http_resp_error(resp, 400, msg);
+        return 0;
+    }
+    int created;
+    reel_diag d;
+    reel_diag_clear(&d);
+    int rc = reel_experiments_put(sv->exps, name, body, reel_clock_wall(),
+                                  &created, &d);
+    json_decref(body);
+    if (rc) {
+        reel_http_resp_error(resp, rc == REEL_ETOOBIG ? 409 : 400, d.msg);
+        return 0;
+    }
+    reel_log_info("experiment %s %s", name, created ? "started" : "updated");
+    json_t *o = reel_experiments_json(sv->exps, name, &rc);
+    if (!o) { /* deleted meanwhile */
+        reel_http_resp_error(resp, 404, "no such experiment");
+        return 0;
+    }
+    send_json(resp, created ? 201 : 200, o);
+    return 0;
+}
+
+static int h_exp_get(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    struct srv *sv = ctx;
+    const char *name = reel_http_req_param(req, "name");
+    if (!exp_name_ok(name, resp))
+        return 0;
+    int rc;
+    json_t *o = reel_experiments_json(sv->exps, name, &rc);
+    if (!o) {
+        reel_http_resp_error(resp, 404, "no such experiment");
+        return 0;
+    }
+    send_json(resp, 200, o);
+    return 0;
+}
+
+static int h_exp_list(const reel_http_req *req, reel_http_resp *resp, void *ctx)
+{
+    struct srv *sv = ctx;
+    int rc;
+    send_json(resp, 200,
+              json_pack("{s:o}", "experiments",
+                        reel_experiments_json(sv->exps, NULL, &rc)));
+    return 0;
+}
+
+static int h_exp_delete(const reel_http_req *req, reel_http_resp *resp,
+                        void *ctx)
+{
+    struct srv *sv = ctx;
+    if (sv->token && !reel_http_bearer_ok(req, resp, sv->token))
+        return 0;
+    const char *name = reel_http_req_param(req, "name");
+    if (!exp_name_ok(name, resp))
+        return 0;
+    if (reel_experiments_delete(sv->exps, name)) {
+        reel_http_resp_error(resp, 404, "no such experiment");
+        return 0;
+    }
+    reel_log_info("experiment %s stopped", name);
+    send_json(resp, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+    return 0;
+}
+
 /* ---------------------------------------------------------------- reads */
 
 /* The {id} path parameter and ?k=; 0 (with the 400 written) when bad. */
@@ -442,16 +550,32 @@ static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
                 : NULL;
     uint32_t n;
     reel_engine_source src;
-    int rc = reel_engine_recommend(sv->en, user, (uint32_t)k, NULL, items, &n,
-                                   &src, ex);
+    /* The arms of the running experiments, their options merged. */
+    reel_exp_assignment *as = reel_arena_alloc(req->arena, sizeof *as, 8);
+    as->n = 0;
+    reel_reco_opts opts;
+    int ranker_off = 0;
+    if (reel_experiments_count(sv->exps)) {
+        reel_experiments_assign(sv->exps, user, &sv->reco, as, &opts,
+                                &ranker_off);
+        opts.ranker_off = (uint8_t)ranker_off;
+    }
+    int rc = reel_engine_recommend(sv->en, user, (uint32_t)k,
+                                   as->n ? &opts : NULL, items, &n, &src, ex);
     if (rc)
         return rc;
     char rid[40];
     request_id(sv, rid, sizeof rid);
+    reel_experiments_served(sv->exps, rid, user, as);
+    json_t *arms = json_array();
+    for (uint32_t i = 0; i < as->n; i++)
+        json_array_append_new(arms,
+                              json_pack("{s:s, s:s}", "name", as->e[i].name,
+                                        "arm", as->e[i].arm));
     json_t *o =
-        json_pack("{s:s, s:o, s:s, s:s}", "user", user, "items",
+        json_pack("{s:s, s:o, s:s, s:s, s:o}", "user", user, "items",
                   items_json(sv, req->arena, items, n, ex), "request_id", rid,
-                  "source", reel_engine_source_name(src));
+                  "source", reel_engine_source_name(src), "experiments", arms);
     /* The user's state could not be read (Redis down): a cold start. */
     if (src == REEL_ENGINE_DEGRADED)
         json_object_set_new(o, "degraded", json_true());
@@ -1164,9 +1288,29 @@ int reel_cmd_serve(int argc, char **argv)
         .start = (unsigned)((unsigned)getpid() ^ (unsigned)reel_clock_wall())};
     atomic_init(&sv.next_request, 1);
     atomic_init(&sv.admin_jobs, 0);
+    sv.reco = cfg.reco;
+    if (reel_experiments_new(cfg.exp_attribution, &sv.exps))
+        return reel_cmd_fail("serve", "experiments.attribution_requests out "
+                                      "of range");
+    if (cfg.experiments[0]) {
+        /* checked when the config was read */
+        json_t *run = json_loads(cfg.experiments, 0, NULL);
+        const char *name;
+        json_t *body;
+        json_object_foreach(run, name, body)
+        {
+            int created;
+            if (reel_experiments_put(sv.exps, name, body, reel_clock_wall(),
+                                     &created, &d))
+                abort();
+        }
+        json_decref(run);
+    }
     double t0 = reel_clock_mono();
-    if (reel_engine_open(dir, &eo, &sv.en, &d))
+    if (reel_engine_open(dir, &eo, &sv.en, &d)) {
+        reel_experiments_free(sv.exps);
         return reel_cmd_fail_diag("serve", &d);
+    }
     reel_engine_stats st;
     reel_engine_get_stats(sv.en, &st);
     fprintf(stderr,
@@ -1180,6 +1324,7 @@ int reel_cmd_serve(int argc, char **argv)
     int rc = reel_http_new(&ho, &sv.http);
     if (rc) {
         reel_engine_close(sv.en);
+        reel_experiments_free(sv.exps);
         return reel_cmd_fail("serve", "bad server options: %s",
                              reel_strerror(rc));
     }
@@ -1201,6 +1346,10 @@ int reel_cmd_serve(int argc, char **argv)
         {"GET", "/healthz", h_health},
         {"GET", "/readyz", h_ready},
         {"GET", "/metrics", h_metrics},
+        {"PUT", "/v1/experiments/{name}", h_exp_put},
+        {"GET", "/v1/experiments/{name}", h_exp_get},
+        {"DELETE", "/v1/experiments/{name}", h_exp_delete},
+        {"GET", "/v1/experiments", h_exp_list},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if ((rc = reel_http_route(sv.http, routes[i].method, routes[i].pattern,
@@ -1209,6 +1358,7 @@ int reel_cmd_serve(int argc, char **argv)
     if ((rc = reel_http_start(sv.http, &d))) {
         reel_http_free(sv.http);
         reel_engine_close(sv.en);
+        reel_experiments_free(sv.exps);
         return reel_cmd_fail_diag("serve", &d);
     }
     /* Events from Kafka too: a consumer thread applying them through the
@@ -1220,12 +1370,12 @@ int reel_cmd_serve(int argc, char **argv)
         ko.topic = topic;
         ko.group = group;
         if (dlq)
-            if (dlq)
-                ko.dlq_topic = dlq;
+            ko.dlq_topic = dlq;
         if (reel_cmd_kafka_start(sv.en, &ko, &sv.kafka, &d)) {
             reel_http_stop(sv.http);
             reel_http_free(sv.http);
             reel_engine_close(sv.en);
+            reel_experiments_free(sv.exps);
             return reel_cmd_fail_diag("serve", &d);
         }
     }
@@ -1245,6 +1395,7 @@ int reel_cmd_serve(int argc, char **argv)
         usleep(1000);
     reel_http_free(sv.http);
     rc = reel_engine_close(sv.en);
+    reel_experiments_free(sv.exps);
     if (rc)
         return reel_cmd_fail("serve", "the write-ahead log failed: %s",
                              reel_strerror(rc));

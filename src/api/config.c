@@ -1,5 +1,6 @@
 #include "api/config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include "api/http.h"
 #include "base/mem.h"
 #include "rank/features.h"
+#include "reco/experiment.h"
 #include "store/redis.h"
 
 /* REEL_ENGINE_MAX_K (src/reco/engine.h; tests/unit/test_config.c checks
@@ -27,6 +29,7 @@ enum kind {
     K_FSYNC, /* "always" or "interval" */
     K_STORE, /* "embedded" or a Redis URL (reel_redis_url_check) */
     K_NAME,  /* 1..64 bytes of [A-Za-z0-9_.-] */
+    K_EXPS,  /* {name: experiment body} (reel_experiments_put checks each) */
     K_U16,
     K_U32,
     K_U64,
@@ -59,6 +62,7 @@ static const struct key keys[] = {
     {NULL, "cold_start", K_GROUP, 0, 0, 0, 0},
     {NULL, "snapshot", K_GROUP, 0, 0, 0, 0},
     {NULL, "redis", K_GROUP, 0, 0, 0, 0},
+    {NULL, "experiments", K_GROUP, 0, 0, 0, 0},
     {"reco", "history_n", K_U32, AT(reco.history_n), 1, REEL_FEAT_RING, 0},
     {"reco", "candidates", K_U32, AT(reco.candidates), 1, 10000, 0},
     {"reco", "max_per_category", K_U32, AT(reco.max_per_category), 0, 10000, 0},
@@ -75,6 +79,9 @@ static const struct key keys[] = {
     {"redis", "history_max", K_U32, AT(redis_history_max), 1, 100000, 0},
     {"redis", "refresh_s", K_F64, AT(redis_refresh_s), 0.01, 3600, 0},
     {"redis", "timeout_ms", K_U32, AT(redis_timeout_ms), 1, 60000, 0},
+    {"experiments", "attribution_requests", K_U32, AT(exp_attribution), 1,
+     100000000, 0},
+    {"experiments", "run", K_EXPS, AT(experiments), 0, 0, 0},
 };
 
 void reel_serve_config_init(reel_serve_config *cfg)
@@ -94,7 +101,8 @@ void reel_serve_config_init(reel_serve_config *cfg)
                                .snapshot_every_events = 1000000,
                                .redis_history_max = 1000,
                                .redis_refresh_s = 1,
-                               .redis_timeout_ms = 1000};
+                               .redis_timeout_ms = 1000,
+                               .exp_attribution = 1000000};
     snprintf(cfg->host, sizeof cfg->host, "%s", "127.0.0.1");
     snprintf(cfg->store, sizeof cfg->store, "%s", "embedded");
     snprintf(cfg->redis_prefix, sizeof cfg->redis_prefix, "%s", "reel");
@@ -135,6 +143,41 @@ static int set_key(const struct key *k, const char *kp, json_t *v,
     switch (k->kind) {
     case K_GROUP:
         break; /* walked by the caller */
+    case K_EXPS: {
+        if (!json_is_object(v))
+            return reel_diag_fail(
+                d, REEL_EINVAL, "\"%s\": must be an object of experiments", kp);
+        /* each one as PUT /v1/experiments/{name} would take it */
+        reel_experiments *x;
+        int rc = reel_experiments_new(1, &x);
+        assert(rc == 0);
+        const char *name;
+        json_t *body;
+        json_object_foreach(v, name, body)
+        {
+            int created;
+            reel_diag ed;
+            reel_diag_clear(&ed);
+            if ((rc = reel_experiments_put(x, name, body, 0, &created, &ed))) {
+                reel_experiments_free(x);
+                return reel_diag_fail(
+                    d, rc == REEL_ETOOBIG ? REEL_ERANGE : REEL_EINVAL,
+                    "\"%s.%s\": %s", kp, name, ed.msg);
+            }
+        }
+        reel_experiments_free(x);
+        char *text = json_dumps(v, JSON_COMPACT);
+        size_t len = strlen(text);
+        if (len >= REEL_SERVE_CONFIG_MAX_EXPS) {
+            free(text);
+            return reel_diag_fail(d, REEL_ERANGE,
+                                  "\"%s\": at most %d bytes of JSON", kp,
+                                  REEL_SERVE_CONFIG_MAX_EXPS - 1);
+        }
+        memcpy(at, text, len + 1);
+        free(text);
+        return 0;
+    }
     case K_HOST:
         /* Bytes of 0x80 and above are UTF-8 (a name for getaddrinfo). */
         if (!copy_str(v, 0x20, 0xff, at) || strchr(at, 0x7f))

@@ -8,7 +8,8 @@
  * recommendation options, reel_reco_opts: history_n, candidates,
  * max_per_category, fresh_boost, fresh_half_life_s, recency_decay),
  * "cold_start" (refresh_s, n, segment_min), "snapshot" (every_s,
- * every_events) and "redis" (prefix, history_max, refresh_s, timeout_ms),
+ * every_events), "redis" (prefix, history_max, refresh_s, timeout_ms)
+ * and "experiments" (attribution_requests, run: {name: body}),
  * and "store" ("embedded" or a Redis URL). Every key is optional: a file
  * overlays the defaults (or whatever the struct held) with the keys it has.
  * Keys are named by their path in messages ("reco.candidates").
@@ -40,7 +41,8 @@
 
 enum {
     REEL_SERVE_CONFIG_MAX_BYTES = 1 << 20, /* the largest file read */
-    REEL_SERVE_CONFIG_MAX_STR = 256        /* host and token, with the NUL */
+    REEL_SERVE_CONFIG_MAX_STR = 256,       /* host and token, with the NUL */
+    REEL_SERVE_CONFIG_MAX_EXPS = 65536     /* experiments.run as JSON text */
 };
 
 typedef struct reel_serve_config {
@@ -67,6 +69,10 @@ typedef struct reel_serve_config {
     uint32_t redis_history_max; /* 1000: history events kept per user */
     double redis_refresh_s;     /* 1: copy of the video statistics */
     uint32_t redis_timeout_ms;  /* 1000: per Redis call */
+    uint32_t exp_attribution;   /* 1000000: answers kept for attribution */
+    /* experiments.run: {name: body} as compact JSON text ("" when none),
+     * each body checked as PUT /v1/experiments/{name} would */
+    char experiments[REEL_SERVE_CONFIG_MAX_EXPS];
 } reel_serve_config;
 
 /* The defaults (those of reel_engine_opts_init() and the command line). */

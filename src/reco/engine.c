@@ -1634,9 +1634,13 @@ static uint32_t answer(reel_engine *en, const reel_reco_opts *o,
     if (nr) {
         reel_reco r = en->reco;
         if (o) {
+            uint32_t cap =
+                en->reco.o.candidates > REEL_RECO_MAX_REQUEST_CANDIDATES
+                    ? en->reco.o.candidates
+                    : REEL_RECO_MAX_REQUEST_CANDIDATES;
             r.o = *o;
-            if (r.o.candidates > en->reco.o.candidates)
-                r.o.candidates = en->reco.o.candidates;
+            if (r.o.candidates > cap)
+                r.o.candidates = cap;
         }
         reel_filter f = {.allow = en->allow,
                          .allow_bits = en->n_videos,
@@ -2406,7 +2410,14 @@ static reel_reco_scratch *scratch_get(reel_engine *en)
     pthread_mutex_lock(&en->smu);
     reel_reco_scratch *s = en->n_spool ? en->spool[--en->n_spool] : NULL;
     pthread_mutex_unlock(&en->smu);
-    return s ? s : reel_reco_scratch_new(&en->reco);
+    if (s)
+        return s;
+    /* room for a request's own candidates (an experiment arm's), up to
+     * REEL_RECO_MAX_REQUEST_CANDIDATES */
+    reel_reco r = en->reco;
+    if (r.o.candidates < REEL_RECO_MAX_REQUEST_CANDIDATES)
+        r.o.candidates = REEL_RECO_MAX_REQUEST_CANDIDATES;
+    return reel_reco_scratch_new(&r);
 }
 
 static void scratch_put(reel_engine *en, reel_reco_scratch *s)

@@ -51,9 +51,15 @@ typedef struct reel_reco_opts {
     uint32_t max_per_category; /* 0: no cap */
     double fresh_boost;        /* 0: none */
     double fresh_half_life_s;  /* 7 days */
+    uint8_t ranker_off;        /* 1: rank by retrieval similarity (an
+                                  experiment arm's "ranker": "none") */
 } reel_reco_opts;
 
 reel_reco_opts reel_reco_opts_default(void);
+
+/* The most candidates a request's own options (reel_engine_recommend's o)
+ * get when the server's are fewer. */
+#define REEL_RECO_MAX_REQUEST_CANDIDATES 1000
 
 typedef struct reel_reco_item {
     uint32_t video;

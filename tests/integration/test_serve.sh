@@ -2,7 +2,8 @@
 # End-to-end test of `reel serve` over real HTTP on 127.0.0.1 (port 0):
 # health, recommendations (cold start, then personalized after a watch
 # that is never recommended back), similar, history, deletion, bad input
-# (400, 404, 405, 401), then SIGKILL during a stream of POSTs and a restart: every
+# (400, 404, 405, 401), experiments (arms in answers, attribution through
+# request_id), then SIGKILL during a stream of POSTs and a restart: every
 # event that got a 202 must be in the user's history.
 #   test_serve.sh PATH/TO/reel
 set -u
@@ -15,6 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 pass=0 fail=0
+PY=/usr/bin/python3
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 
@@ -140,6 +142,30 @@ expect 200 POST /admin/reload; has '"reloaded":true'
 expect 200 GET "/v1/videos/brand-new/similar?k=3"; has '"items":[{"video"'
 expect 200 GET /metrics; has 'reel_new_videos 1'; has 'reel_reloads_total 1'
 has 'reel_snapshots_total 1'; has 'reel_store_bytes{part="wal"}'
+
+# --- experiments: arms in every answer, attribution through request_id
+expect 200 GET /v1/experiments; has '"experiments":[]'
+expect 400 PUT /v1/experiments/ab '{"arms": [{"name": "a", "share": 0.6}, {"name": "b", "share": 0.6}]}'
+has 'add up'
+expect 201 PUT /v1/experiments/ab '{"arms": [{"name": "control", "share": 0.5}, {"name": "plain", "share": 0.5, "params": {"ranker": "none", "candidates": 50}}]}'
+has '"name":"ab"'; has '"control":"control"'
+expect 200 GET "/v1/users/a2/recommendations?k=3"
+has '"experiments":[{"name":"ab","arm":"'
+RID=$(sed -n 's/.*"request_id":"\([^"]*\)".*/\1/p' "$T/body")
+ARM=$(sed -n 's/.*"arm":"\([^"]*\)".*/\1/p' "$T/body")
+R1=$(first_video)
+expect 202 POST /v1/events "[{\"user\":\"a2\",\"video\":\"$R1\",\"type\":\"impression\",\"request_id\":\"$RID\"},{\"user\":\"a2\",\"video\":\"$R1\",\"type\":\"click\",\"request_id\":\"$RID\"},{\"user\":\"a2\",\"video\":\"$R1\",\"type\":\"watch\",\"watch_s\":90,\"request_id\":\"$RID\"}]"
+expect 200 GET /v1/experiments/ab
+"$PY" - "$T/body" "$ARM" <<'PYEOF' && ok || bad "experiment counts: $(cat "$T/body")"
+import json, sys
+e = json.load(open(sys.argv[1]))
+arm = [a for a in e["arms"] if a["name"] == sys.argv[2]][0]
+assert (arm["users"], arm["requests"], arm["impressions"], arm["clicks"]) == (1, 1, 1, 1), arm
+assert abs(arm["watch_s_per_impression"]["value"] - 90) < 1e-9, arm
+PYEOF
+expect 200 DELETE /v1/experiments/ab; has '"deleted":true'
+expect 404 GET /v1/experiments/ab
+expect 200 GET "/v1/users/a2/recommendations?k=3"; has '"experiments":[]'
 
 # --- SIGTERM stops cleanly
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=

@@ -357,12 +357,42 @@ static void out_of_range_values_name_the_key_and_the_range(void **state)
          "\"snapshot.every_s\": must be 0..604800"},
         {"{\"snapshot\": {\"every_events\": 1000000000001}}",
          "\"snapshot.every_events\": must be 0..1000000000000"},
+        {"{\"experiments\": {\"attribution_requests\": 0}}",
+         "\"experiments.attribution_requests\": must be 1..100000000"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char want[256];
         snprintf(want, sizeof want, "serve.json: %s", cases[i].msg);
         assert_refused(cases[i].text, REEL_ERANGE, want);
     }
+}
+
+static void experiments_are_checked_as_a_put_would(void **state)
+{
+    (void)state;
+    assert_refused(
+        "{\"experiments\": {\"run\": {\"ab\": {\"arms\": [{\"name\": \"a\", "
+        "\"share\": 0.5}, {\"name\": \"b\", \"share\": 0.4}]}}}}",
+        REEL_EINVAL,
+        "serve.json: \"experiments.run.ab\": the shares add up to 0.9, not 1");
+    assert_refused(
+        "{\"experiments\": {\"run\": []}}", REEL_EINVAL,
+        "serve.json: \"experiments.run\": must be an object of experiments");
+    reel_serve_config c;
+    reel_serve_config_init(&c);
+    char *dir = test_tmpdir();
+    char *p = test_write_file(
+        dir, "serve.json",
+        "{\"experiments\": {\"run\": {\"ab\": {\"arms\": [{\"name\": "
+        "\"a\", \"share\": 0.5}, {\"name\": \"b\", \"share\": 0.5, "
+        "\"params\": {\"ranker\": \"none\"}}]}}}}");
+    reel_diag d;
+    assert_int_equal(reel_serve_config_load(p, &c, &d), 0);
+    assert_non_null(strstr(c.experiments, "\"ab\""));
+    assert_non_null(strstr(c.experiments, "\"ranker\":\"none\""));
+    free(p);
+    test_rmtree(dir);
+    free(dir);
 }
 
 static void the_first_error_wins_and_nothing_is_applied(void **state)
@@ -434,6 +464,7 @@ int main(void)
         cmocka_unit_test(wrong_types_are_named_by_their_path),
         cmocka_unit_test(out_of_range_values_name_the_key_and_the_range),
         cmocka_unit_test(the_first_error_wins_and_nothing_is_applied),
+        cmocka_unit_test(experiments_are_checked_as_a_put_would),
         cmocka_unit_test(files_are_checked_before_they_are_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
