@@ -2553,7 +2553,8 @@ int reel_engine_history(reel_engine *en, const char *user, uint32_t max,
     if (u != REEL_NONE) {
         const struct hist *h = &en->hist[u];
         uint32_t n = h->n < max ? h->n : max;
-        memcpy(out, h->e + (h->n - n), (size_t)n * sizeof *out);
+        if (n) /* a user without events may have no array at all */
+            memcpy(out, h->e + (h->n - n), (size_t)n * sizeof *out);
         *n_out = n;
         *n_total = h->n;
     }
