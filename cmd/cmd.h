@@ -105,4 +105,19 @@ void reel_cmd_kafka_metrics(const struct reel_cmd_kafka *k, struct reel_buf *b);
 void reel_cmd_metric(struct reel_buf *b, const char *name, const char *type,
                      const char *help, double v);
 
+/* The dashboard (serve_web.c, issue 9): adds to a server that has not
+ * started GET / and each file of web/ (embedded at build time), GET
+ * /v1/videos (the catalogue, paged and searched by title) and GET
+ * /thumbs/{id}/{file} (DIR/thumbs). en and dir must outlive the server;
+ * one such server per process. 0, or reel_http_route's error. */
+struct reel_http_server;
+int reel_cmd_web_routes(struct reel_http_server *http, struct reel_engine *en,
+                        const char *dir);
+/* web/'s files in the binary (web/embed.cmake generates them): names,
+ * bytes (each followed by a NUL not counted in its size) and sizes. */
+extern const char *const reel_cmd_web_names[];
+extern const unsigned char *const reel_cmd_web_data[];
+extern const size_t reel_cmd_web_sizes[];
+extern const size_t reel_cmd_web_n;
+
 #endif

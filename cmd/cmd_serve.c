@@ -1355,6 +1355,9 @@ int reel_cmd_serve(int argc, char **argv)
         if ((rc = reel_http_route(sv.http, routes[i].method, routes[i].pattern,
                                   routes[i].fn, &sv)))
             abort(); /* the table above is wrong */
+    /* The dashboard: /, web/'s files, /v1/videos, /thumbs (serve_web.c). */
+    if ((rc = reel_cmd_web_routes(sv.http, sv.en, dir)))
+        abort(); /* its routes clash with the table above */
     if ((rc = reel_http_start(sv.http, &d))) {
         reel_http_free(sv.http);
         reel_engine_close(sv.en);
