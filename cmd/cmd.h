@@ -46,6 +46,7 @@ int reel_cmd_embed_clip(const char *dir, const char *out,
 /* DIR/thumbs/ID with the id escaped for a file name (%XX). */
 void reel_cmd_thumb_dir(const char *dir, const char *id, char *out, size_t cap);
 int reel_cmd_search(int argc, char **argv);
+int reel_cmd_simulate(int argc, char **argv);
 
 /* Prints "reel <cmd>: <message>" and a hint to run --help; returns 2. */
 int reel_cmd_usage_error(const char *cmd, const char *fmt, ...)

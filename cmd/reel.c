@@ -42,6 +42,8 @@ static const struct command commands[] = {
      "CLIP's raw outputs: token ids, text and image embeddings, logits"},
     {"search", reel_cmd_search,
      "zero-shot search of the catalogue with a CLIP text query"},
+    {"simulate", reel_cmd_simulate,
+     "closed-loop simulation: synthetic users against a running server"},
     {"produce", reel_cmd_produce,
      "send JSON Lines events to a Kafka topic (docs/formats/kafka-events.md)"},
 };
