@@ -21,9 +21,21 @@ enum {
     P_RANKER = 1 << 6,
 };
 
-struct uset { /* distinct user hashes, open addressing (0: empty) */
-    uint64_t *h;
+/* Per user of an arm: impressions, clicks, watch seconds (users are the
+ * units the arms were randomised by). Open addressing by user hash (0:
+ * empty). */
+struct ustat {
+    uint64_t h;
+    uint32_t n, c;
+    double w;
+};
+
+struct uset {
+    struct ustat *u;
     uint64_t cap, n;
+    /* sums over users of n, c, w, their squares and the cross products
+     * with n, kept as the counts change */
+    double sn, sc, sw, snn, scc, sww, snc, snw;
 };
 
 struct arm {
@@ -102,7 +114,7 @@ static void exp_free(struct exp *e)
     if (!e)
         return;
     for (uint32_t i = 0; i < e->n_arms; i++)
-        free(e->arm[i].users.h);
+        free(e->arm[i].users.u);
     free(e->canon);
     free(e);
 }
@@ -421,30 +433,50 @@ void reel_experiments_assign(reel_experiments *x, const char *user,
     pthread_mutex_unlock(&x->mu);
 }
 
-static void uset_add(struct uset *s, uint64_t h)
+/* The user's entry, added when missing. */
+static struct ustat *uset_get(struct uset *s, uint64_t h)
 {
     if (2 * (s->n + 1) > s->cap) {
         uint64_t cap = s->cap ? 2 * s->cap : 64;
-        uint64_t *nh = reel_xcalloc(cap, sizeof *nh);
+        struct ustat *nu = reel_xcalloc(cap, sizeof *nu);
         for (uint64_t i = 0; i < s->cap; i++)
-            if (s->h[i]) {
-                uint64_t j = s->h[i] & (cap - 1);
-                while (nh[j])
+            if (s->u[i].h) {
+                uint64_t j = s->u[i].h & (cap - 1);
+                while (nu[j].h)
                     j = (j + 1) & (cap - 1);
-                nh[j] = s->h[i];
+                nu[j] = s->u[i];
             }
-        free(s->h);
-        s->h = nh;
+        free(s->u);
+        s->u = nu;
         s->cap = cap;
     }
     uint64_t j = h & (s->cap - 1);
-    while (s->h[j]) {
-        if (s->h[j] == h)
-            return;
+    while (s->u[j].h) {
+        if (s->u[j].h == h)
+            return &s->u[j];
         j = (j + 1) & (s->cap - 1);
     }
-    s->h[j] = h;
+    s->u[j] = (struct ustat){.h = h};
     s->n++;
+    return &s->u[j];
+}
+
+static void add_impression(struct uset *s, struct ustat *u)
+{
+    s->sn += 1, s->snn += 2.0 * u->n + 1, s->snc += u->c, s->snw += u->w;
+    u->n++;
+}
+
+static void add_click(struct uset *s, struct ustat *u)
+{
+    s->sc += 1, s->scc += 2.0 * u->c + 1, s->snc += u->n;
+    u->c++;
+}
+
+static void add_watch(struct uset *s, struct ustat *u, double x)
+{
+    s->sw += x, s->sww += 2 * u->w * x + x * x, s->snw += u->n * x;
+    u->w += x;
 }
 
 /* By name, under the lock; NULL when it no longer runs. */
@@ -475,7 +507,7 @@ void reel_experiments_served(reel_experiments *x, const char *rid,
         if (k == UINT32_MAX)
             continue;
         e->arm[k].requests++;
-        uset_add(&e->arm[k].users, uh);
+        uset_get(&e->arm[k].users, uh);
     }
     uint64_t rh = hash_str(rid);
     struct served *b = &x->cache[(rh & x->mask) * WAYS];
@@ -503,16 +535,20 @@ void reel_experiments_event(reel_experiments *x, const char *rid, int type,
         if (e->epoch > hit->epoch)
             continue; /* started (or changed) after the answer was served */
         struct arm *ar = &e->arm[arm_of(e, user)];
+        struct ustat *u = uset_get(&ar->users, uh);
         if (type == REEL_EV_IMPRESSION) {
             ar->impressions++;
-        } else if (type == REEL_EV_CLICK || type == REEL_EV_PLAY) {
+            add_impression(&ar->users, u);
+        } else if (type == REEL_EV_CLICK) {
             ar->clicks++;
+            add_click(&ar->users, u);
         }
         if ((type == REEL_EV_WATCH || type == REEL_EV_PLAY) &&
             isfinite(watch_s) && watch_s > 0) {
             ar->watches++;
             ar->watch_sum += watch_s;
             ar->watch_sq += watch_s * watch_s;
+            add_watch(&ar->users, u, watch_s);
         }
     }
     pthread_mutex_unlock(&x->mu);
@@ -615,19 +651,56 @@ double reel_exp_welch(uint64_t n1, double s1, double ss1, uint64_t n2,
     return ibeta(df / 2, 0.5, df / (df + t * t));
 }
 
-/* Watch seconds per impression: every impression is a sample, those
- * without a watch count 0 (one watch per impression assumed). */
-static reel_exp_ci watch_ci(const struct arm *a)
+double reel_exp_delta_var(uint64_t m, double sn, double sy, double snn,
+                          double syy, double sny)
 {
-    uint64_t n = a->impressions;
-    if (!n)
-        return (reel_exp_ci){NAN, NAN, NAN};
-    double m = a->watch_sum / (double)n;
-    if (n < 2)
-        return (reel_exp_ci){m, NAN, NAN};
-    double v = (a->watch_sq - (double)n * m * m) / (double)(n - 1);
-    double half = Z95 * sqrt((v > 0 ? v : 0) / (double)n);
-    return (reel_exp_ci){m, m - half, m + half};
+    if (m < 2 || !(sn > 0))
+        return NAN;
+    double dm = (double)m, r = sy / sn, nbar = sn / dm;
+    double vy = (syy - sy * sy / dm) / (dm - 1);
+    double vn = (snn - sn * sn / dm) / (dm - 1);
+    double cv = (sny - sn * sy / dm) / (dm - 1);
+    double v = (vy - 2 * r * cv + r * r * vn) / (dm * nbar * nbar);
+    return v > 0 ? v : 0;
+}
+
+/* Clicks (watch: watch seconds) per impression, users as the units: the
+ * ratio of their sums and its delta-method variance. */
+struct ratio {
+    double r, var;
+    uint64_t m;
+};
+
+static struct ratio ratio_of(const struct arm *a, int watch)
+{
+    const struct uset *s = &a->users;
+    double sy = watch ? s->sw : s->sc, syy = watch ? s->sww : s->scc,
+           sny = watch ? s->snw : s->snc;
+    struct ratio q = {s->sn > 0 ? sy / s->sn : NAN, NAN, s->n};
+    q.var = reel_exp_delta_var(s->n, s->sn, sy, s->snn, syy, sny);
+    return q;
+}
+
+static reel_exp_ci ratio_ci(struct ratio q)
+{
+    double half = Z95 * sqrt(q.var);
+    return (reel_exp_ci){q.r, q.r - half, q.r + half};
+}
+
+/* Two-sided p of the difference: normal (CTR) or Student's t with
+ * Welch-Satterthwaite degrees of freedom over the users (watch time). */
+static double ratio_p(struct ratio a, struct ratio b, int welch)
+{
+    double v = a.var + b.var;
+    if (!(v > 0) || !isfinite(a.r) || !isfinite(b.r))
+        return NAN;
+    double t = (a.r - b.r) / sqrt(v);
+    if (!welch)
+        return erfc(fabs(t) / sqrt(2.0));
+    double df =
+        v * v /
+        (a.var * a.var / (double)(a.m - 1) + b.var * b.var / (double)(b.m - 1));
+    return 2 * reel_exp_student_cdf(-fabs(t), df);
 }
 
 static json_t *num(double x)
@@ -645,30 +718,29 @@ static json_t *exp_json(const struct exp *e)
 {
     json_t *arms = json_array();
     const struct arm *c = &e->arm[e->control];
+    struct ratio cc = ratio_of(c, 0), cw = ratio_of(c, 1);
     for (uint32_t i = 0; i < e->n_arms; i++) {
         const struct arm *a = &e->arm[i];
+        struct ratio ac = ratio_of(a, 0), aw = ratio_of(a, 1);
         json_t *o = json_pack(
             "{s:s, s:f, s:I, s:I, s:I, s:I, s:o, s:o}", "name", a->name,
             "share", a->share, "users", (json_int_t)a->users.n, "requests",
             (json_int_t)a->requests, "impressions", (json_int_t)a->impressions,
-            "clicks", (json_int_t)a->clicks, "ctr",
-            ci_json(reel_exp_wilson(a->clicks, a->impressions)),
-            "watch_s_per_impression", ci_json(watch_ci(a)));
-        if (i != e->control) {
-            reel_exp_ci ca = reel_exp_wilson(a->clicks, a->impressions),
-                        cc = reel_exp_wilson(c->clicks, c->impressions);
-            reel_exp_ci wa = watch_ci(a), wc = watch_ci(c);
+            "clicks", (json_int_t)a->clicks, "ctr", ci_json(ratio_ci(ac)),
+            "watch_s_per_impression", ci_json(ratio_ci(aw)));
+        if (i != e->control)
             json_object_set_new(
                 o, "vs_control",
-                json_pack("{s:o, s:o, s:o, s:o}", "ctr_diff",
-                          num(ca.value - cc.value), "ctr_p",
+                json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "ctr_diff",
+                          num(ac.r - cc.r), "ctr_p", num(ratio_p(ac, cc, 0)),
+                          "watch_diff", num(aw.r - cw.r), "watch_p",
+                          num(ratio_p(aw, cw, 1)), "ctr_p_impressions",
                           num(reel_exp_ztest(a->clicks, a->impressions,
                                              c->clicks, c->impressions)),
-                          "watch_diff", num(wa.value - wc.value), "watch_p",
+                          "watch_p_impressions",
                           num(reel_exp_welch(a->impressions, a->watch_sum,
                                              a->watch_sq, c->impressions,
                                              c->watch_sum, c->watch_sq))));
-        }
         json_array_append_new(arms, o);
     }
     return json_pack("{s:s, s:s, s:f, s:o}", "name", e->name, "control",

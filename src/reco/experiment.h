@@ -7,18 +7,24 @@
  * whether the ranker scores the candidates. Assignment is a pure function
  * of (experiment name, user id): the 64-bit FNV-1a hash of name + '\0' +
  * user, through splitmix64's finalizer, divided by 2^64, falls in the arm
- * whose cumulative share first exceeds it. So a user keeps their arm for as long as the arms stay the
- * same, and two experiments split users independently.
+ * whose cumulative share first exceeds it. So a user keeps their arm for as
+ * long as the arms stay the same, and two experiments split users
+ * independently.
  *
- * Every served answer is recorded under its request id (a ring of the last
- * `attribution` answers, with a hash index); an event that names that
- * request id later counts for the arms the answer was served under:
- * impressions, clicks (click and play events) and watch seconds (watch
- * and play events' watch_s, per impression). Users are counted distinct
- * per arm (a hash set per arm). Statistics (reel_experiments_stats):
- * CTR with its Wilson 95% interval, watch seconds per impression with the
- * normal 95% interval, and against the control arm the two-sided
- * two-proportion z-test for CTR and Welch's t-test for watch time.
+ * Every served answer is recorded under its request id (about the last
+ * `attribution` answers, in 4-way hashed buckets); an event that names
+ * that request id later counts for the arms the answer was served under:
+ * impressions, clicks (click events) and watch seconds (watch and play
+ * events' watch_s). Each arm keeps its users' own counts, because users,
+ * not impressions, were randomised: a user's impressions are correlated,
+ * and tests that treat them as independent reject two identical arms far
+ * more often than 5% (bench/ab.sh measured 32% for the two-proportion
+ * z-test on impressions in a closed loop). So CTR and watch seconds per
+ * impression are ratios of per-user sums with delta-method variances:
+ * 95% normal intervals, a z-test for CTR and Welch's t-test (Welch-
+ * Satterthwaite degrees of freedom over users) for watch time against the
+ * control. The impression-level two-proportion z-test and Welch's t-test
+ * are reported beside them (ctr_p_impressions, watch_p_impressions).
  *
  * Counts live in memory: a restart starts them again, and changing an
  * experiment's arms (a new put) resets its counts.
@@ -108,8 +114,11 @@ double reel_exp_ztest(uint64_t x1, uint64_t n1, uint64_t x2, uint64_t n2);
  * squares; NaN when undefined. */
 double reel_exp_welch(uint64_t n1, double s1, double ss1, uint64_t n2,
                       double s2, double ss2);
-/* The regularized incomplete beta function and Student's t CDF, the
- * slow-but-exact pieces the tests compare with tabulated values. */
+/* Student's t CDF (through the regularized incomplete beta function). */
 double reel_exp_student_cdf(double t, double df);
+/* The delta-method variance of sum(y) / sum(n) over m users from the sums
+ * of n, y, n^2, y^2 and n*y; NaN below 2 users or without any n. */
+double reel_exp_delta_var(uint64_t m, double sn, double sy, double snn,
+                          double syy, double sny);
 
 #endif

@@ -341,6 +341,21 @@ static void statistics_agree_with_tables(void **state)
     assert_true(fabs(reel_exp_welch(7, s1, q1, 9, s2, q2) - p) < 1e-10);
     assert_true(p > 0.0001 && p < 0.001); /* t = -4.63, df = 13.99 */
     assert_true(isnan(reel_exp_welch(1, 1, 1, 5, 5, 5)));
+    /* the delta method from running sums against its linearised form,
+     * sum((c_i - R n_i)^2) / (nbar^2 m (m - 1)) */
+    double n_i[] = {3, 10, 1, 7, 0, 12, 5}, c_i[] = {1, 2, 0, 3, 0, 1, 4};
+    double sn = 0, sc = 0, snn = 0, scc = 0, snc = 0;
+    for (int i = 0; i < 7; i++) {
+        sn += n_i[i], sc += c_i[i], snn += n_i[i] * n_i[i];
+        scc += c_i[i] * c_i[i], snc += n_i[i] * c_i[i];
+    }
+    double R = sc / sn, nbar = sn / 7, lin = 0;
+    for (int i = 0; i < 7; i++)
+        lin += (c_i[i] - R * n_i[i]) * (c_i[i] - R * n_i[i]);
+    lin /= nbar * nbar * 7 * 6;
+    assert_true(fabs(reel_exp_delta_var(7, sn, sc, snn, scc, snc) - lin) <
+                1e-12);
+    assert_true(isnan(reel_exp_delta_var(1, 1, 1, 1, 1, 1)));
 }
 
 int main(void)
