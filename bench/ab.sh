@@ -114,26 +114,26 @@ print(f"### A/B: the default recommender against `{worse}`")
 print()
 agree = all(name in mine and mine[name]["impressions"] == arms[name]["impressions"]
             and mine[name]["requests"] == arms[name]["requests"]
-            and mine[name]["clicks"] + mine[name]["plays"] == arms[name]["clicks"]
+            and mine[name]["clicks"] == arms[name]["clicks"]
             for name in ("control", "worse"))
 print("The server's numbers (GET /v1/experiments/ab); the simulator's own tallies "
       "(last column) " + ("agree with them exactly." if agree else
                           "**differ from them** (see the last column)."))
 print()
-print("| arm | users | requests | impressions | CTR % [95% CI] | watch s / impression [95% CI] | simulator: impressions, clicks + plays |")
+print("| arm | users | requests | impressions | CTR % [95% CI] | watch s / impression [95% CI] | simulator: impressions, clicks |")
 print("|---|---:|---:|---:|---|---|---|")
 for name in ("control", "worse"):
     a, m = arms[name], mine.get(name, {})
     print(f"| {name} | {a['users']} | {a['requests']} | {a['impressions']} | "
           f"{ci(a['ctr'], 100)} | {ci(a['watch_s_per_impression'])} | "
-          f"{m.get('impressions', '?')}, {m.get('clicks', 0) + m.get('plays', 0)} |")
+          f"{m.get('impressions', '?')}, {m.get('clicks', 0)} |")
 print()
 def p(x):
     return "n/a" if x is None else f"{x:.3g}"
 win = vs["ctr_p"] is not None and vs["ctr_p"] < 0.05 and vs["ctr_diff"] < 0
 print(f"Worse arm against control: CTR {vs['ctr_diff'] * 100:+.2f} points (p = {p(vs['ctr_p'])}, "
-      f"two-proportion z-test), watch time {vs['watch_diff']:+.2f} s per impression "
-      f"(p = {p(vs['watch_p'])}, Welch). "
+      f"z-test with users as the units), watch time {vs['watch_diff']:+.2f} s per impression "
+      f"(p = {p(vs['watch_p'])}, Welch's t-test with users as the units). "
       + ("**The better arm wins with p < 0.05.**" if win else "**The better arm did not win with p < 0.05.**"))
 print()
 sv = mine.get("worse", {}).get("vs_control") or {}
@@ -144,12 +144,6 @@ if sv:
           f"(delta method); watch time {sv['watch_diff']:+.2f} s per impression, "
           f"p = {p(sv['watch_p_users'])} with users independent.")
     print()
-print("The server counts `click` and `play` events as clicks (docs/API.md), and the "
-      "simulator sends both for a click that plays, so its CTR counts most clicked "
-      "impressions twice; the simulator's own CTR (clicked impressions) is "
-      f"{100 * mine['control']['clicks'] / max(1, mine['control']['impressions']):.2f}% "
-      f"for control and {100 * mine['worse']['clicks'] / max(1, mine['worse']['impressions']):.2f}% "
-      "for the worse arm." if "control" in mine and "worse" in mine else "")
 print()
 EOF
 
@@ -172,7 +166,8 @@ w = [r for r in m[0]["arms"] if r["name"] == b["name"]][0]["vs_control"] if m el
 f = lambda y: "nan" if y is None else repr(y)
 g = lambda k: f(w[k]) if w else "nan"
 print(f(v["ctr_p"]), f(v["watch_p"]), a["impressions"], b["impressions"], a["users"], b["users"],
-      g("ctr_p_impressions"), g("ctr_p_users"), g("watch_p_users"))' \
+      g("ctr_p_impressions"), g("ctr_p_users"), g("watch_p_users"),
+      f(v.get("ctr_p_impressions")), f(v.get("watch_p_impressions")))' \
     "$d/aa-$i.json" "$d/sim.json" "aa-$i" >>"$d/aa.txt"
   log "A/A $i/$repeats: $(tail -1 "$d/aa.txt")"
 done
@@ -207,13 +202,15 @@ print(f"Each run starts a fresh experiment (a new name, so a new split of the us
 print()
 print("| who | test | runs with p < 0.05 | fraction [exact 95% CI] |")
 print("|---|---|---:|---|")
-tests = ((0, "server", "CTR (click + play events), two-proportion z-test, impressions independent"),
-         (1, "server", "watch s / impression, Welch's t-test, impressions independent"),
+tests = ((0, "server", "CTR, z-test, users as the units (delta method): `ctr_p`"),
+         (1, "server", "watch s / impression, Welch's t-test, users as the units: `watch_p`"),
+         (9, "server", "CTR, two-proportion z-test, impressions independent: `ctr_p_impressions`"),
+         (10, "server", "watch s / impression, Welch's t-test, impressions independent: `watch_p_impressions`"),
          (6, "simulator", "CTR (clicked impressions), two-proportion z-test, impressions independent"),
          (7, "simulator", "CTR (clicked impressions), delta method, users independent"),
          (8, "simulator", "watch s / impression, delta method, users independent"))
 for col, who, name in tests:
-    ps = [float(r[col]) for r in rows if r[col] != "nan"]
+    ps = [float(r[col]) for r in rows if len(r) > col and r[col] != "nan"]
     k = sum(1 for x in ps if x < 0.05)
     lo, hi = clopper_pearson(k, len(ps)) if ps else (float("nan"), float("nan"))
     frac = k / len(ps) if ps else float("nan")
@@ -226,14 +223,13 @@ for col, what in ((0, "the server's CTR"), (7, "the simulator's user-level CTR")
         print(f"p-values of {what} test: min {ps[0]:.3g}, quartiles {q(0.25):.3g} / "
               f"{q(0.5):.3g} / {q(0.75):.3g} (uniform on [0, 1] when the test is calibrated).")
         print()
-print("Two things can make a CTR test reject identical arms too often. The server "
-      "counts `click` and `play` events as clicks, so a clicked impression that plays "
-      "counts twice and the binomial variance the z-test assumes no longer holds. And "
-      "the randomised units are users, who differ a lot (click bias, heavy-tailed "
-      "activity: a few users make many of the requests), so a test that takes "
-      "impressions as independent underestimates the variance. The simulator's rows "
-      "separate the two: the same z-test on clicked impressions, and the test with "
-      "users as the units (the delta method for a ratio of per-user sums).")
+print("A test that takes impressions as independent rejects identical arms too "
+      "often: the randomised units are users, who differ a lot (click bias, "
+      "heavy-tailed activity: a few users make many of the requests), so one user's "
+      "impressions are correlated and the impression-level variance is too small. "
+      "The server's `ctr_p` and `watch_p` take users as the units (ratios of per-user "
+      "sums with delta-method variances); the impression-level tests are reported "
+      "beside them. The simulator's rows recompute both from what it sent.")
 print()
 EOF
 echo "Load average at the end: $(cut -d' ' -f1 /proc/loadavg) ($(nproc) cores)."
