@@ -439,6 +439,28 @@ static int h_exp_put(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         reel_http_resp_error(resp, 400, msg);
         return 0;
     }
+    /* A named ranker must be one this server loaded. */
+    json_t *arms = json_object_get(body, "arms");
+    for (size_t i = 0; i < json_array_size(arms); i++) {
+        const char *rk = json_string_value(json_object_get(
+            json_object_get(json_array_get(arms, i), "params"), "ranker"));
+        int kind = !rk                      ? REEL_RECO_RANKER_DEFAULT
+                   : !strcmp(rk, "xgboost") ? REEL_RECO_RANKER_XGBOOST
+                   : !strcmp(rk, "mlp")     ? REEL_RECO_RANKER_MLP
+                                            : REEL_RECO_RANKER_DEFAULT;
+        if (!reel_engine_has_ranker(sv->en, kind)) {
+            json_decref(body);
+            reel_http_resp_error(
+                resp, 400,
+                kind == REEL_RECO_RANKER_MLP
+                    ? "this server has no MLP ranker "
+                      "(DIR/models/ranker-mlp.reel: "
+                      "reel train DIR --ranker mlp, then reload)"
+                    : "this server has no XGBoost ranker "
+                      "(DIR/models/ranker.json)");
+            return 0;
+        }
+    }
     int created;
     reel_diag d;
     reel_diag_clear(&d);
@@ -554,12 +576,8 @@ static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     reel_exp_assignment *as = reel_arena_alloc(req->arena, sizeof *as, 8);
     as->n = 0;
     reel_reco_opts opts;
-    int ranker_off = 0;
-    if (reel_experiments_count(sv->exps)) {
-        reel_experiments_assign(sv->exps, user, &sv->reco, as, &opts,
-                                &ranker_off);
-        opts.ranker_off = (uint8_t)ranker_off;
-    }
+    if (reel_experiments_count(sv->exps))
+        reel_experiments_assign(sv->exps, user, &sv->reco, as, &opts);
     int rc = reel_engine_recommend(sv->en, user, (uint32_t)k,
                                    as->n ? &opts : NULL, items, &n, &src, ex);
     if (rc)

@@ -73,6 +73,7 @@ struct reel_engine {
     reel_vectors *vec;
     reel_index *ix;
     reel_ranker *rk;
+    reel_ranker *rk_mlp; /* NULL unless models/ranker-mlp.reel exists */
     reel_reco reco;
     float prior_median; /* of the vectors' prior coordinate */
     pthread_mutex_t reload_mu;
@@ -812,11 +813,13 @@ struct items {
     reel_vectors *vec;
     reel_index *ix;
     reel_ranker *rk;
+    reel_ranker *rk_mlp; /* models/ranker-mlp.reel, for experiment arms */
 };
 
 static void items_free(struct items *it)
 {
     reel_ranker_free(it->rk);
+    reel_ranker_free(it->rk_mlp);
     reel_index_free(it->ix);
     reel_vectors_free(it->vec);
     *it = (struct items){0};
@@ -840,6 +843,9 @@ static int items_load(const char *dir, const reel_dataset *ds, struct items *it,
         snprintf(path, sizeof path, "%s/models/ranker.json", dir);
         if (!stat(path, &st))
             rc = reel_ranker_load(path, &it->rk, d);
+        snprintf(path, sizeof path, "%s/models/ranker-mlp.reel", dir);
+        if (!rc && !stat(path, &st))
+            rc = reel_ranker_load(path, &it->rk_mlp, d);
     }
     if (rc)
         items_free(it);
@@ -876,6 +882,7 @@ static void items_use(reel_engine *en, const struct items *it, float median)
     en->vec = it->vec;
     en->ix = it->ix;
     en->rk = it->rk;
+    en->rk_mlp = it->rk_mlp;
     en->prior_median = median;
     en->reco = (reel_reco){.ds = en->ds,
                            .vid = reel_meta_videos(en->meta),
@@ -1631,8 +1638,16 @@ static uint32_t answer(reel_engine *en, const reel_reco_opts *o,
 {
     reel_reco_scratch *s = scratch_get(en);
     uint32_t n = 0;
+    /* The ranker: the server's, or the one an experiment arm asks for
+     * (reel_engine_has_ranker() told the server it is there). */
+    const reel_ranker *rk = en->rk;
+    if (o && o->ranker == REEL_RECO_RANKER_NONE)
+        rk = NULL;
+    else if (o && o->ranker == REEL_RECO_RANKER_MLP && en->rk_mlp)
+        rk = en->rk_mlp;
     if (nr) {
         reel_reco r = en->reco;
+        r.ranker = rk;
         if (o) {
             uint32_t cap =
                 en->reco.o.candidates > REEL_RECO_MAX_REQUEST_CANDIDATES
@@ -1651,7 +1666,7 @@ static uint32_t answer(reel_engine *en, const reel_reco_opts *o,
         if (n)
             *source = REEL_ENGINE_PERSONALIZED;
     }
-    const reel_gbtree *trees = en->rk ? reel_ranker_trees(en->rk) : NULL;
+    const reel_gbtree *trees = rk ? reel_ranker_trees(rk) : NULL;
     for (uint32_t i = 0; i < n && ex; i++) {
         ex[i].has_x = 1;
         memcpy(ex[i].x, reel_reco_scratch_row(s, out[i].cand), sizeof ex[i].x);
@@ -1956,7 +1971,7 @@ int reel_engine_close(reel_engine *en)
     free(en->vput);
     free(en->allow);
     reel_featstate_free(en->fs);
-    struct items it = {en->vec, en->ix, en->rk};
+    struct items it = {en->vec, en->ix, en->rk, en->rk_mlp};
     items_free(&it);
     reel_meta_free(en->meta);
     reel_dataset_close(en->ds);
@@ -2665,7 +2680,7 @@ int reel_engine_reload(reel_engine *en, reel_diag *d)
         if (!reel_index_update(it.ix, v, row))
             carried++;
     }
-    struct items old = {en->vec, en->ix, en->rk};
+    struct items old = {en->vec, en->ix, en->rk, en->rk_mlp};
     items_use(en, &it, median);
     spool_clear(en);
     en->reloads++;
@@ -2745,4 +2760,15 @@ void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
     st->wal_disk_bytes = dir_bytes(path);
     snprintf(path, sizeof path, "%s/snapshots", en->dir);
     st->snapshot_disk_bytes = dir_bytes(path);
+}
+
+int reel_engine_has_ranker(reel_engine *en, int kind)
+{
+    pthread_rwlock_rdlock(&en->lock);
+    int has = kind == REEL_RECO_RANKER_DEFAULT ||
+              kind == REEL_RECO_RANKER_NONE ||
+              (kind == REEL_RECO_RANKER_XGBOOST && en->rk) ||
+              (kind == REEL_RECO_RANKER_MLP && en->rk_mlp);
+    pthread_rwlock_unlock(&en->lock);
+    return has;
 }

@@ -289,4 +289,9 @@ typedef struct reel_engine_stats {
 
 void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st);
 
+/* Whether a recommendation can be ranked by `kind` (REEL_RECO_RANKER_*):
+ * default and none always; xgboost when models/ranker.json was loaded,
+ * mlp when models/ranker-mlp.reel was (at open or the last reload). */
+int reel_engine_has_ranker(reel_engine *en, int kind);
+
 #endif

@@ -43,7 +43,7 @@ struct arm {
     double share, cum;
     unsigned set;     /* P_* */
     reel_reco_opts o; /* the overridden values */
-    int ranker_off;
+    int ranker;       /* REEL_RECO_RANKER_* */
     uint64_t requests, impressions, clicks, watches;
     double watch_sum, watch_sq;
     struct uset users;
@@ -195,8 +195,12 @@ static int parse_params(json_t *p, struct arm *a, reel_diag *d)
             a->set |= P_FRESH_HL;
         } else if (!strcmp(k, "ranker")) {
             const char *s = json_string_value(v);
-            bad = !s || (strcmp(s, "model") && strcmp(s, "none"));
-            a->ranker_off = s && !strcmp(s, "none");
+            static const char *const names[] = {"model", "none", "xgboost",
+                                                "mlp"};
+            bad = 1;
+            for (int i = 0; s && i < 4; i++)
+                if (!strcmp(s, names[i]))
+                    a->ranker = i, bad = 0;
             a->set |= P_RANKER;
         } else {
             return reel_diag_fail(
@@ -400,10 +404,9 @@ static uint32_t arm_of(const struct exp *e, const char *user)
 
 void reel_experiments_assign(reel_experiments *x, const char *user,
                              const reel_reco_opts *base, reel_exp_assignment *a,
-                             reel_reco_opts *opts, int *ranker_off)
+                             reel_reco_opts *opts)
 {
     *opts = *base;
-    *ranker_off = 0;
     unsigned done = 0;
     a->n = 0;
     pthread_mutex_lock(&x->mu);
@@ -427,7 +430,7 @@ void reel_experiments_assign(reel_experiments *x, const char *user,
         if (s & P_FRESH_HL)
             opts->fresh_half_life_s = ar->o.fresh_half_life_s;
         if (s & P_RANKER)
-            *ranker_off = ar->ranker_off;
+            opts->ranker = (uint8_t)ar->ranker;
         done |= ar->set;
     }
     pthread_mutex_unlock(&x->mu);

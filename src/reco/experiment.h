@@ -80,11 +80,11 @@ typedef struct reel_exp_assignment {
 } reel_exp_assignment;
 
 /* The arms `user` is in, and `base` with their overrides applied into
- * *opts (experiments in name order; the first to set a parameter wins);
- * *ranker_off is 1 when an arm turns the ranker off. */
+ * *opts (experiments in name order; the first to set a parameter wins;
+ * "ranker" sets opts->ranker to a REEL_RECO_RANKER_* value). */
 void reel_experiments_assign(reel_experiments *x, const char *user,
                              const reel_reco_opts *base, reel_exp_assignment *a,
-                             reel_reco_opts *opts, int *ranker_off);
+                             reel_reco_opts *opts);
 
 /* Records an answer served under `a` with request id `rid`: counts the
  * request and the user for each arm, and remembers rid for attribution. */

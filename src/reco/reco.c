@@ -109,7 +109,7 @@ uint32_t reel_reco_rank_with(const reel_reco *r, const reel_featstate *fs,
         reel_features_row_with(fs, fu, user, s->hits[i].id, now, &cf,
                                s->x + (size_t)i * REEL_F__COUNT);
     }
-    if (r->ranker && !o->ranker_off)
+    if (r->ranker && o->ranker != REEL_RECO_RANKER_NONE)
         reel_ranker_score(r->ranker, s->x, nc, REEL_F__COUNT, s->p);
     else
         for (uint32_t i = 0; i < nc; i++)

@@ -51,11 +51,21 @@ typedef struct reel_reco_opts {
     uint32_t max_per_category; /* 0: no cap */
     double fresh_boost;        /* 0: none */
     double fresh_half_life_s;  /* 7 days */
-    uint8_t ranker_off;        /* 1: rank by retrieval similarity (an
-                                  experiment arm's "ranker": "none") */
+    uint8_t ranker;            /* REEL_RECO_RANKER_*: which model scores
+                                  (an experiment arm's "ranker") */
 } reel_reco_opts;
 
 reel_reco_opts reel_reco_opts_default(void);
+
+/* reel_reco_opts.ranker: the server's ranker (models/ranker.json), none
+ * (retrieval similarity), or a named one that reel_engine_recommend()
+ * picks when the server loaded it. */
+enum {
+    REEL_RECO_RANKER_DEFAULT = 0,
+    REEL_RECO_RANKER_NONE = 1,
+    REEL_RECO_RANKER_XGBOOST = 2, /* models/ranker.json */
+    REEL_RECO_RANKER_MLP = 3      /* models/ranker-mlp.reel */
+};
 
 /* The most candidates a request's own options (reel_engine_recommend's o)
  * get when the server's are fewer. */

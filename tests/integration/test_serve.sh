@@ -166,6 +166,16 @@ PYEOF
 expect 200 DELETE /v1/experiments/ab; has '"deleted":true'
 expect 404 GET /v1/experiments/ab
 expect 200 GET "/v1/users/a2/recommendations?k=3"; has '"experiments":[]'
+# An arm may name the MLP ranker once the server has one.
+MLPX='{"arms": [{"name": "trees", "share": 0.5}, {"name": "mlp", "share": 0.5, "params": {"ranker": "mlp"}}]}'
+expect 400 PUT /v1/experiments/rk "$MLPX"; has 'no MLP ranker'
+"$REEL" train "$T/d" --ranker mlp >/dev/null 2>&1 && ok || bad "reel train --ranker mlp"
+expect 200 POST /admin/reload
+expect 201 PUT /v1/experiments/rk "$MLPX"
+for u in a1 a2 newcomer u1 u2 u3 u4 u5 u6 u7; do
+  expect 200 GET "/v1/users/$u/recommendations?k=3&explain=true"; has '"experiments":[{"name":"rk","arm":"'
+done
+expect 200 DELETE /v1/experiments/rk
 
 # --- SIGTERM stops cleanly
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=

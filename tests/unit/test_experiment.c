@@ -65,13 +65,12 @@ static void assignment_is_sticky_split_and_independent(void **state)
                                                                      NULL};
     reel_reco_opts base = reel_reco_opts_default(), o;
     reel_exp_assignment as, again;
-    int off;
     uint32_t n = 40000, count[2][2] = {{0}};
     char user[32];
     for (uint32_t i = 0; i < n; i++) {
         snprintf(user, sizeof user, "u%u", i);
-        reel_experiments_assign(x, user, &base, &as, &o, &off);
-        reel_experiments_assign(x, user, &base, &again, &o, &off);
+        reel_experiments_assign(x, user, &base, &as, &o);
+        reel_experiments_assign(x, user, &base, &again, &o);
         assert_int_equal(as.n, 2);
         assert_int_equal(again.n, as.n);
         for (uint32_t k = 0; k < as.n; k++) {
@@ -124,8 +123,7 @@ static void overrides_merge_in_name_order(void **state)
         0);
     reel_reco_opts base = reel_reco_opts_default(), o;
     reel_exp_assignment as;
-    int off;
-    reel_experiments_assign(x, "someone", &base, &as, &o, &off);
+    reel_experiments_assign(x, "someone", &base, &as, &o);
     assert_int_equal(as.n, 2);
     assert_string_equal(as.e[0].name, "a-early");
     assert_int_equal(o.candidates, 500); /* a-early wins */
@@ -133,7 +131,7 @@ static void overrides_merge_in_name_order(void **state)
     assert_true(o.recency_decay == 0.5f);
     assert_int_equal(o.max_per_category, 2);
     assert_true(o.fresh_boost == 0.25 && o.fresh_half_life_s == 3600);
-    assert_int_equal(off, 1);
+    assert_int_equal(o.ranker, REEL_RECO_RANKER_NONE);
     reel_experiments_free(x);
 }
 
@@ -237,12 +235,11 @@ static void attribution_counts_the_arm_served(void **state)
     assert_int_equal(put(x, "e", spec, &d), 0);
     reel_reco_opts base = reel_reco_opts_default(), o;
     reel_exp_assignment as;
-    int off;
     char user[16], rid[16], arm_of[8][REEL_EXP_NAME_MAX + 1];
     for (int i = 0; i < 8; i++) {
         snprintf(user, sizeof user, "user%d", i);
         snprintf(rid, sizeof rid, "r%d", i);
-        reel_experiments_assign(x, user, &base, &as, &o, &off);
+        reel_experiments_assign(x, user, &base, &as, &o);
         snprintf(arm_of[i], sizeof arm_of[i], "%s", as.e[0].arm);
         reel_experiments_served(x, rid, user, &as);
         reel_experiments_served(x, rid, user,
