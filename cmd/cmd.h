@@ -106,6 +106,15 @@ void reel_cmd_kafka_metrics(const struct reel_cmd_kafka *k, struct reel_buf *b);
 void reel_cmd_metric(struct reel_buf *b, const char *name, const char *type,
                      const char *help, double v);
 
+/* What reel serve's handlers share (cmd_serve.c): a jansson value sent
+ * as the JSON body (the reference is stolen; 500 when it cannot be
+ * encoded), and a string or JSON null for a NULL one. */
+struct reel_http_resp;
+struct json_t;
+void reel_cmd_send_json(struct reel_http_resp *resp, int status,
+                        struct json_t *v);
+struct json_t *reel_cmd_str_or_null(const char *s);
+
 /* The dashboard (serve_web.c, issue 9): adds to a server that has not
  * started GET / and each file of web/ (embedded at build time), GET
  * /v1/videos (the catalogue, paged and searched by title) and GET

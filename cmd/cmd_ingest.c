@@ -217,21 +217,9 @@ struct ingest_srv {
     reel_http_server *http;
 };
 
-static void send_json(reel_http_resp *resp, int status, json_t *v)
-{
-    char *s = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    resp->status = status;
-    resp->content_type = "application/json";
-    reel_buf_reset(&resp->body);
-    reel_buf_puts(&resp->body, s ? s : "{}");
-    reel_buf_putc(&resp->body, '\n');
-    free(s);
-}
-
 static int h_health(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
-    send_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    reel_cmd_send_json(resp, 200, json_pack("{s:s}", "status", "ok"));
     return 0;
 }
 
@@ -247,11 +235,11 @@ static int h_ready(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         why =
             st.redis_error[0] ? st.redis_error : "loading the state from Redis";
     if (why)
-        send_json(
+        reel_cmd_send_json(
             resp, 503,
             json_pack("{s:s, s:s}", "status", "not ready", "reason", why));
     else
-        send_json(resp, 200, json_pack("{s:s}", "status", "ready"));
+        reel_cmd_send_json(resp, 200, json_pack("{s:s}", "status", "ready"));
     return 0;
 }
 

@@ -84,8 +84,7 @@ static void help(FILE *out)
 
 /* ------------------------------------------------------------- helpers */
 
-/* Sends a jansson value as the body (steals the reference). */
-static void send_json(reel_http_resp *resp, int status, json_t *v)
+void reel_cmd_send_json(reel_http_resp *resp, int status, json_t *v)
 {
     char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
@@ -477,7 +476,7 @@ static int h_exp_put(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         reel_http_resp_error(resp, 404, "no such experiment");
         return 0;
     }
-    send_json(resp, created ? 201 : 200, o);
+    reel_cmd_send_json(resp, created ? 201 : 200, o);
     return 0;
 }
 
@@ -493,7 +492,7 @@ static int h_exp_get(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         reel_http_resp_error(resp, 404, "no such experiment");
         return 0;
     }
-    send_json(resp, 200, o);
+    reel_cmd_send_json(resp, 200, o);
     return 0;
 }
 
@@ -501,9 +500,9 @@ static int h_exp_list(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
     struct srv *sv = ctx;
     int rc;
-    send_json(resp, 200,
-              json_pack("{s:o}", "experiments",
-                        reel_experiments_json(sv->exps, NULL, &rc)));
+    reel_cmd_send_json(resp, 200,
+                       json_pack("{s:o}", "experiments",
+                                 reel_experiments_json(sv->exps, NULL, &rc)));
     return 0;
 }
 
@@ -521,7 +520,8 @@ static int h_exp_delete(const reel_http_req *req, reel_http_resp *resp,
         return 0;
     }
     reel_log_info("experiment %s stopped", name);
-    send_json(resp, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+    reel_cmd_send_json(resp, 200,
+                       json_pack("{s:s, s:b}", "name", name, "deleted", 1));
     return 0;
 }
 
@@ -597,7 +597,7 @@ static int h_recs(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     /* The user's state could not be read (Redis down): a cold start. */
     if (src == REEL_ENGINE_DEGRADED)
         json_object_set_new(o, "degraded", json_true());
-    send_json(resp, 200, o);
+    reel_cmd_send_json(resp, 200, o);
     return 0;
 }
 
@@ -620,10 +620,10 @@ static int h_similar(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         return rc;
     char rid[40];
     request_id(sv, rid, sizeof rid);
-    send_json(resp, 200,
-              json_pack("{s:s, s:o, s:s}", "video", video, "items",
-                        items_json(sv, req->arena, items, n, NULL),
-                        "request_id", rid));
+    reel_cmd_send_json(resp, 200,
+                       json_pack("{s:s, s:o, s:s}", "video", video, "items",
+                                 items_json(sv, req->arena, items, n, NULL),
+                                 "request_id", rid));
     return 0;
 }
 
@@ -664,13 +664,13 @@ static int h_history(const reel_http_req *req, reel_http_resp *resp, void *ctx)
                                            id[i] ? id[i] : "", "type",
                                            reel_event_type_name(ev[i].type),
                                            "ts", num(ev[i].ts)));
-    send_json(resp, 200,
-              json_pack("{s:s, s:o, s:I}", "user", user, "events", a, "total",
-                        (json_int_t)total));
+    reel_cmd_send_json(resp, 200,
+                       json_pack("{s:s, s:o, s:I}", "user", user, "events", a,
+                                 "total", (json_int_t)total));
     return 0;
 }
 
-static json_t *str_or_null(const char *s)
+json_t *reel_cmd_str_or_null(const char *s)
 {
     json_t *v = s ? json_string(s) : NULL;
     return v ? v : json_null();
@@ -685,7 +685,7 @@ static json_t *words_json(const char *const *w, size_t n)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, str_or_null(w[i]));
+        json_array_append_new(a, reel_cmd_str_or_null(w[i]));
     return a;
 }
 
@@ -702,15 +702,17 @@ static int h_video(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         reel_http_resp_error(resp, 404, "unknown video");
         return 0;
     }
-    send_json(
+    reel_cmd_send_json(
         resp, 200,
         json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, "
                   "s:b}",
-                  "video", video, "title", str_or_null(r.title), "description",
-                  str_or_null(r.description), "language",
-                  str_or_null(r.language), "type", str_or_null(r.type), "media",
-                  str_or_null(r.media), "duration_s", num_or_null(r.duration_s),
-                  "published_at", num_or_null(r.published_at), "categories",
+                  "video", video, "title", reel_cmd_str_or_null(r.title),
+                  "description", reel_cmd_str_or_null(r.description),
+                  "language", reel_cmd_str_or_null(r.language), "type",
+                  reel_cmd_str_or_null(r.type), "media",
+                  reel_cmd_str_or_null(r.media), "duration_s",
+                  num_or_null(r.duration_s), "published_at",
+                  num_or_null(r.published_at), "categories",
                   words_json(r.categories, r.n_categories), "tags",
                   words_json(r.tags, r.n_tags), "deleted", deleted,
                   "has_vector", has_vec));
@@ -729,14 +731,16 @@ static int h_user(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         reel_http_resp_error(resp, 404, "unknown user");
         return 0;
     }
-    send_json(resp, 200,
-              json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "user",
-                        user, "events", (json_int_t)total, "age",
-                        r.age >= 0 ? json_integer(r.age) : json_null(),
-                        "gender", str_or_null(r.gender), "country",
-                        str_or_null(r.country), "occupation",
-                        str_or_null(r.occupation), "zip", str_or_null(r.zip),
-                        "signed_up_at", num_or_null(r.signed_up_at)));
+    reel_cmd_send_json(
+        resp, 200,
+        json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "user", user,
+                  "events", (json_int_t)total, "age",
+                  r.age >= 0 ? json_integer(r.age) : json_null(), "gender",
+                  reel_cmd_str_or_null(r.gender), "country",
+                  reel_cmd_str_or_null(r.country), "occupation",
+                  reel_cmd_str_or_null(r.occupation), "zip",
+                  reel_cmd_str_or_null(r.zip), "signed_up_at",
+                  num_or_null(r.signed_up_at)));
     return 0;
 }
 
@@ -940,7 +944,7 @@ static void *admin_main(void *arg)
                       : json_pack("{s:I, s:f}", "snapshot_lsn",
                                   (json_int_t)st.snapshot_lsn, "seconds",
                                   reel_clock_mono() - t0);
-        send_json(&r, 200, o);
+        reel_cmd_send_json(&r, 200, o);
     }
     reel_http_complete(j->tok, &r);
     reel_http_resp_free(&r);
@@ -988,7 +992,7 @@ static int h_snapshot(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 
 static int h_health(const reel_http_req *req, reel_http_resp *resp, void *ctx)
 {
-    send_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    reel_cmd_send_json(resp, 200, json_pack("{s:s}", "status", "ok"));
     return 0;
 }
 
@@ -1005,21 +1009,22 @@ static int h_ready(const reel_http_req *req, reel_http_resp *resp, void *ctx)
     const char *dg = reel_http_req_arg(req, "degraded");
     if (st.redis && st.redis_loaded && !(st.redis_ready && st.redis_up) && dg &&
         !strcmp(dg, "ok")) {
-        send_json(resp, 200,
-                  json_pack("{s:s, s:s}", "status", "degraded", "reason",
-                            st.redis_error[0] ? st.redis_error
-                                              : "Redis is unreachable"));
+        reel_cmd_send_json(
+            resp, 200,
+            json_pack("{s:s, s:s}", "status", "degraded", "reason",
+                      st.redis_error[0] ? st.redis_error
+                                        : "Redis is unreachable"));
         return 0;
     }
     if (st.redis && !(st.redis_ready && st.redis_up)) {
-        send_json(resp, 503,
-                  json_pack("{s:s, s:s}", "status", "not ready", "reason",
-                            st.redis_error[0]
-                                ? st.redis_error
-                                : "loading the state from Redis"));
+        reel_cmd_send_json(
+            resp, 503,
+            json_pack("{s:s, s:s}", "status", "not ready", "reason",
+                      st.redis_error[0] ? st.redis_error
+                                        : "loading the state from Redis"));
         return 0;
     }
-    send_json(resp, 200, json_pack("{s:s}", "status", "ready"));
+    reel_cmd_send_json(resp, 200, json_pack("{s:s}", "status", "ready"));
     return 0;
 }
 

@@ -24,6 +24,7 @@
 
 #include "api/http.h"
 #include "base/arena.h"
+#include "base/strs.h"
 #include "cmd.h"
 #include "data/dataset.h"
 #include "reco/engine.h"
@@ -46,36 +47,6 @@ static struct {
     const char *dir;
     char etag[MAX_WEB_FILES][24];
 } web;
-
-static void send_json(reel_http_resp *resp, int status, json_t *v)
-{
-    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
-    if (!s) {
-        reel_http_resp_error(resp, 500, "cannot encode the answer as JSON");
-        return;
-    }
-    resp->status = status;
-    resp->content_type = "application/json";
-    reel_buf_reset(&resp->body);
-    reel_buf_puts(&resp->body, s);
-    reel_buf_putc(&resp->body, '\n');
-    free(s);
-}
-
-static json_t *str_or_null(const char *s)
-{
-    json_t *v = s ? json_string(s) : NULL;
-    return v ? v : json_null();
-}
-
-static uint64_t fnv1a(const unsigned char *p, size_t n)
-{
-    uint64_t h = 14695981039346656037ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return h;
-}
 
 /* Answers 304 when the request's If-None-Match names etag (the client's
  * copy is current); otherwise adds the ETag header and returns 0. */
@@ -389,18 +360,20 @@ static int h_videos(const reel_http_req *req, reel_http_resp *resp, void *ctx)
         if (!reel_engine_video_get(web.en, hits[i].id, a, &r, &deleted,
                                    &has_vec))
             for (size_t c = 0; c < r.n_categories; c++)
-                json_array_append_new(cats, str_or_null(r.categories[c]));
-        json_array_append_new(items,
-                              json_pack("{s:o, s:o, s:o, s:b, s:o}", "video",
-                                        str_or_null(hits[i].id), "title",
-                                        str_or_null(hits[i].title),
-                                        "categories", cats, "deleted", deleted,
-                                        "thumbs", thumbs_json(hits[i].id)));
+                json_array_append_new(cats,
+                                      reel_cmd_str_or_null(r.categories[c]));
+        json_array_append_new(
+            items,
+            json_pack("{s:o, s:o, s:o, s:b, s:o}", "video",
+                      reel_cmd_str_or_null(hits[i].id), "title",
+                      reel_cmd_str_or_null(hits[i].title), "categories", cats,
+                      "deleted", deleted, "thumbs", thumbs_json(hits[i].id)));
     }
-    send_json(resp, 200,
-              json_pack("{s:I, s:I, s:I, s:o}", "total", (json_int_t)total,
-                        "offset", (json_int_t)offset, "limit",
-                        (json_int_t)limit, "items", items));
+    reel_cmd_send_json(resp, 200,
+                       json_pack("{s:I, s:I, s:I, s:o}", "total",
+                                 (json_int_t)total, "offset",
+                                 (json_int_t)offset, "limit", (json_int_t)limit,
+                                 "items", items));
     return 0;
 }
 
@@ -421,8 +394,8 @@ int reel_cmd_web_routes(struct reel_http_server *http, struct reel_engine *en,
     for (size_t f = 0; f < reel_cmd_web_n; f++) {
         const char *name = reel_cmd_web_names[f];
         snprintf(web.etag[f], sizeof web.etag[f], "\"%016llx\"",
-                 (unsigned long long)fnv1a(reel_cmd_web_data[f],
-                                           reel_cmd_web_sizes[f]));
+                 (unsigned long long)reel_hash_bytes(reel_cmd_web_data[f],
+                                                     reel_cmd_web_sizes[f]));
         char pattern[128];
         snprintf(pattern, sizeof pattern, "/%s", name);
         if ((rc = reel_http_route(http, "GET", pattern, h_static, NULL)))

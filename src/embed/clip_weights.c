@@ -400,9 +400,10 @@ int reel_clip_weights_open(const char *dir, reel_clip_weights **out,
             mpath, t->name);
         goto fail;
     }
-    strcpy(w->dtype, counts[0] >= counts[1] && counts[0] >= counts[2] ? "F32"
-                     : counts[1] >= counts[2]                         ? "F16"
-                                                                      : "BF16");
+    snprintf(w->dtype, sizeof w->dtype, "%s",
+             counts[0] >= counts[1] && counts[0] >= counts[2] ? "F32"
+             : counts[1] >= counts[2]                         ? "F16"
+                                                              : "BF16");
     free(cpath);
     free(mpath);
     *out = w;

@@ -87,9 +87,10 @@ static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
 
+/* Users and request ids in the tables (0 marks an empty slot). */
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = fnv1a(s, strlen(s), FNV_OFFSET);
+    uint64_t h = reel_hash_bytes(s, strlen(s));
     return h ? h : 1;
 }
 
