@@ -222,9 +222,16 @@ void reel_featstate_apply_video(const reel_featstate *s, reel_fs_video *v,
     if (repeat)
         return;
     v->views++;
-    v->d1 = (float)(v->d1 * decay(ts - v->ts, DAY) + 1);
-    v->d7 = (float)(v->d7 * decay(ts - v->ts, 7 * DAY) + 1);
-    v->ts = ts;
+    if (ts >= v->ts) {
+        v->d1 = (float)(v->d1 * decay(ts - v->ts, DAY) + 1);
+        v->d7 = (float)(v->d7 * decay(ts - v->ts, 7 * DAY) + 1);
+        v->ts = ts;
+    } else {
+        /* An older view (events out of order): its share as of v->ts, so
+         * the sums do not depend on the order events arrive in. */
+        v->d1 = (float)(v->d1 + decay(v->ts - ts, DAY));
+        v->d7 = (float)(v->d7 + decay(v->ts - ts, 7 * DAY));
+    }
 }
 
 void reel_featstate_apply(reel_featstate *s, uint32_t user, uint32_t video,
