@@ -397,6 +397,7 @@ int reel_cmd_ingest(int argc, char **argv)
     eo.redis.history_max = cfg.redis_history_max;
     eo.redis.io_timeout_ms = (int)cfg.redis_timeout_ms;
     eo.store_refresh_s = cfg.redis_refresh_s;
+    eo.store_checkpoint_s = cfg.redis_checkpoint_s;
     struct ingest_srv sv = {0};
     if (reel_engine_open(dir, &eo, &sv.en, &d))
         return reel_cmd_fail_diag("ingest", &d);

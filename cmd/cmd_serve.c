@@ -1090,8 +1090,12 @@ static int h_metrics(const reel_http_req *req, reel_http_resp *resp, void *ctx)
                         "Calls that found Redis unreachable.",
                         (double)st.redis_unavailable);
         reel_cmd_metric(b, "reel_redis_refreshes_total", "counter",
-                        "Copies of the changed video statistics.",
+                        "Reads of the video log (the video statistics).",
                         (double)st.redis_refreshes);
+        reel_cmd_metric(b, "reel_redis_checkpoints_total", "counter",
+                        "Checkpoints of the video statistics this process "
+                        "wrote.",
+                        (double)st.redis_checkpoints);
     }
     reel_cmd_metric(b, "reel_wal_records_total", "counter",
                     "Log records appended since start.",
@@ -1294,6 +1298,7 @@ int reel_cmd_serve(int argc, char **argv)
         eo.redis.history_max = cfg.redis_history_max;
         eo.redis.io_timeout_ms = (int)cfg.redis_timeout_ms;
         eo.store_refresh_s = cfg.redis_refresh_s;
+        eo.store_checkpoint_s = cfg.redis_checkpoint_s;
     }
     const char *token = cfg.token[0] ? cfg.token : NULL;
 

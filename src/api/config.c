@@ -78,6 +78,7 @@ static const struct key keys[] = {
     {"redis", "prefix", K_NAME, AT(redis_prefix), 0, 0, 0},
     {"redis", "history_max", K_U32, AT(redis_history_max), 1, 100000, 0},
     {"redis", "refresh_s", K_F64, AT(redis_refresh_s), 0.01, 3600, 0},
+    {"redis", "checkpoint_s", K_F64, AT(redis_checkpoint_s), 0.1, 86400, 0},
     {"redis", "timeout_ms", K_U32, AT(redis_timeout_ms), 1, 60000, 0},
     {"experiments", "attribution_requests", K_U32, AT(exp_attribution), 1,
      100000000, 0},
@@ -101,6 +102,7 @@ void reel_serve_config_init(reel_serve_config *cfg)
                                .snapshot_every_events = 1000000,
                                .redis_history_max = 1000,
                                .redis_refresh_s = 1,
+                               .redis_checkpoint_s = 10,
                                .redis_timeout_ms = 1000,
                                .exp_attribution = 1000000};
     snprintf(cfg->host, sizeof cfg->host, "%s", "127.0.0.1");

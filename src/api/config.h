@@ -67,7 +67,8 @@ typedef struct reel_serve_config {
     char store[REEL_SERVE_CONFIG_MAX_STR];
     char redis_prefix[REEL_SERVE_CONFIG_MAX_STR]; /* "reel" */
     uint32_t redis_history_max; /* 1000: history events kept per user */
-    double redis_refresh_s;     /* 1: copy of the video statistics */
+    double redis_refresh_s;     /* 1: how often the video log is read */
+    double redis_checkpoint_s;  /* 10: checkpoints of the video statistics */
     uint32_t redis_timeout_ms;  /* 1000: per Redis call */
     uint32_t exp_attribution;   /* 1000000: answers kept for attribution */
     /* experiments.run: {name: body} as compact JSON text ("" when none),

@@ -135,16 +135,31 @@ struct reel_engine {
     /* The Redis store (src/store/redis.h); NULL: the embedded one. */
     char *store_url;
     pthread_mutex_t rmu;
-    pthread_mutex_t r_apply_mu; /* one batch at a time goes to Redis */
-    reel_redis **rpool;         /* idle connections */
+    /* Event batches waiting for the applier thread (apply_main). */
+    pthread_mutex_t jq_mu;
+    pthread_cond_t jq_cv, jq_done_cv;
+    struct rjob *jq_head, *jq_tail;
+    int jq_stop;
+    pthread_t j_thread;
+    int j_running;
+    reel_redis **rpool; /* idle connections */
     size_t n_rpool, cap_rpool;
     atomic_int r_ready;  /* seeded and the video copy loaded */
     atomic_int r_loaded; /* r_ready was 1 once */
     atomic_int r_up;     /* the last call reached Redis */
     pthread_t r_thread;  /* refreshes the copy of the video statistics */
     int r_running;
-    char r_cursor[64];
-    _Atomic uint64_t r_degraded, r_refreshes, r_unavailable;
+    /* The copy of the video statistics: the video log applied up to
+     * r_cursor; v_at[v]: what video v's loaded record included; v_dirty:
+     * changed since this process's last checkpoint (all three the refresh
+     * thread's). */
+    reel_redis_sid r_cursor;
+    reel_redis_sid *v_at;
+    uint8_t *v_dirty;
+    reel_redis_vevent *r_ev;
+    size_t r_ev_cap;
+    double ckpt_at; /* monotonic time of the last checkpoint attempt */
+    _Atomic uint64_t r_degraded, r_refreshes, r_unavailable, r_checkpoints;
     char r_error[256]; /* under rmu */
 };
 
@@ -159,7 +174,8 @@ void reel_engine_opts_init(reel_engine_opts *o)
                             .snapshot_every_s = 300,
                             .snapshot_every_events = 1000000,
                             .snapshot_on_close = 1,
-                            .store_refresh_s = 1};
+                            .store_refresh_s = 1,
+                            .store_checkpoint_s = 10};
     reel_redis_opts_init(&o->redis);
 }
 
@@ -282,6 +298,23 @@ static uint64_t seg_key(uint32_t seg, uint32_t v)
     return (uint64_t)(seg + 1) << 32 | v;
 }
 
+/* The cold start's counts of a positive event on v at ts by a user of
+ * segment s (writer). */
+static void cold_counts(reel_engine *en, uint32_t v, double ts, uint32_t s)
+{
+    en->pos[v]++;
+    double dt = ts - en->d1_ts[v];
+    if (dt >= 0) {
+        en->d1[v] = (float)(en->d1[v] * exp2(-dt / DAY) + 1);
+        en->d1_ts[v] = ts;
+    } else {
+        /* Older than the last (out of order): its share as of d1_ts. */
+        en->d1[v] = (float)(en->d1[v] + exp2(dt / DAY));
+    }
+    if (s != NO_SEG)
+        seg_add(&en->seg, seg_key(s, v), 1);
+}
+
 static void apply_one(reel_engine *en, uint32_t u, uint32_t v, int type,
                       double ts, float watch_s, float rating)
 {
@@ -299,16 +332,8 @@ static void apply_one(reel_engine *en, uint32_t u, uint32_t v, int type,
     h->e[h->n++] =
         (reel_engine_event){.video = v, .type = (uint8_t)type, .ts = ts};
     en->n_hist++;
-    if (!reel_event_is_positive((uint8_t)type))
-        return;
-    en->pos[v]++;
-    double dt = ts - en->d1_ts[v];
-    en->d1[v] = (float)(en->d1[v] * (dt > 0 ? exp2(-dt / DAY) : 1.0) + 1);
-    if (ts > en->d1_ts[v])
-        en->d1_ts[v] = ts;
-    uint32_t s = segment_of(en, u);
-    if (s != NO_SEG)
-        seg_add(&en->seg, seg_key(s, v), 1);
+    if (reel_event_is_positive((uint8_t)type))
+        cold_counts(en, v, ts, segment_of(en, u));
 }
 
 /* ------------------------------------------------------ cold-start lists */
@@ -1357,7 +1382,7 @@ static uint32_t seg_get(const struct segmap *m, uint64_t key)
     return m->key[i] ? m->cnt[i] : 0;
 }
 
-/* Copies one video's statistics from Redis (writer). */
+/* Copies one video's checkpointed record from Redis (writer). */
 static void mirror_video(reel_engine *en, uint32_t v,
                          const reel_redis_video *st)
 {
@@ -1372,32 +1397,120 @@ static void mirror_video(reel_engine *en, uint32_t v,
         if (st->seg[g] > have)
             seg_add(&en->seg, seg_key(g, v), st->seg[g] - have);
     }
+    en->v_at[v] = st->at;
 }
 
-/* Copies the statistics of vid[0..n) (every video when vid is NULL). */
-static int mirror(reel_engine *en, reel_redis *r, const uint32_t *vid,
-                  uint32_t n)
+/* Reads every video's checkpointed record: the copy is then at the
+ * checkpoint's position, each video skipping the log entries its record
+ * already includes. */
+static int mirror_load(reel_engine *en, reel_redis *r)
 {
     enum { CHUNK = 1000 };
-    uint32_t all = vid ? n : en->n_videos;
+    if (!en->v_at) {
+        en->v_at = reel_xcalloc((size_t)en->n_videos + 1, sizeof *en->v_at);
+        en->v_dirty = reel_xcalloc((size_t)en->n_videos + 1, 1);
+    }
+    /* The position first: records read after it include at least it. */
+    reel_redis_sid at;
+    int rc = reel_redis_videos_at(r, &at);
+    if (rc)
+        return rc;
     uint32_t *ids = reel_xmalloc(CHUNK * sizeof *ids);
     reel_redis_video *st = reel_xmalloc(CHUNK * sizeof *st);
     reel_redis_ids map = en_ids(en);
-    int rc = 0;
-    for (uint32_t at = 0; at < all && !rc; at += CHUNK) {
-        uint32_t m = all - at < CHUNK ? all - at : CHUNK;
+    for (uint32_t at0 = 0; at0 < en->n_videos && !rc; at0 += CHUNK) {
+        uint32_t m = en->n_videos - at0 < CHUNK ? en->n_videos - at0 : CHUNK;
         for (uint32_t i = 0; i < m; i++)
-            ids[i] = vid ? vid[at + i] : at + i;
+            ids[i] = at0 + i;
         if ((rc = reel_redis_videos_get(r, &map, ids, m, st)))
             break;
         pthread_rwlock_wrlock(&en->lock);
         for (uint32_t i = 0; i < m; i++)
-            if (ids[i] < en->n_videos)
-                mirror_video(en, ids[i], &st[i]);
+            mirror_video(en, ids[i], &st[i]);
         pthread_rwlock_unlock(&en->lock);
     }
     free(ids);
     free(st);
+    if (!rc) {
+        en->r_cursor = at;
+        memset(en->v_dirty, 0, en->n_videos);
+    }
+    return rc;
+}
+
+/* Applies one video half from the log (writer). */
+static void mirror_apply(reel_engine *en, const reel_redis_vevent *e)
+{
+    uint32_t v = e->video;
+    if (v >= en->n_videos || reel_redis_sid_cmp(e->at, en->v_at[v]) <= 0)
+        return; /* in the record already */
+    reel_fs_video fv = *reel_featstate_video(en->fs, v);
+    reel_featstate_apply_video(en->fs, &fv, v, e->type, e->ts, e->watch_s,
+                               e->rating, e->repeat);
+    reel_featstate_set_video(en->fs, v, &fv);
+    if (e->ts > en->last_ts)
+        en->last_ts = e->ts;
+    if (reel_event_is_positive(e->type))
+        cold_counts(en, v, e->ts, e->seg);
+    en->v_dirty[v] = 1;
+}
+
+/* Writes the records of the videos changed since this process's last
+ * checkpoint, at its position in the log, when no other process has
+ * checkpointed lately (the lock). */
+static int checkpoint(reel_engine *en, reel_redis *r)
+{
+    double now = reel_clock_mono();
+    double every = en->o.store_checkpoint_s > 0 ? en->o.store_checkpoint_s : 10;
+    if (en->ckpt_at > 0 && now - en->ckpt_at < every)
+        return 0;
+    en->ckpt_at = now;
+    int mine;
+    reel_redis_sid was;
+    int rc = reel_redis_ckpt_begin(r, (int)(every * 1000), &mine, &was);
+    /* Behind the last checkpoint: nothing to add to it. */
+    if (rc || !mine || reel_redis_sid_cmp(en->r_cursor, was) <= 0)
+        return rc;
+    reel_redis_ids map = en_ids(en);
+    /* The dirty videos' segment counts, in one pass over the map (a lookup
+     * per segment and video would cost more). */
+    uint32_t *slot = reel_xmalloc(((size_t)en->n_videos + 1) * sizeof *slot);
+    uint32_t n = 0;
+    for (uint32_t v = 0; v < en->n_videos; v++)
+        slot[v] = en->v_dirty[v] ? n++ : REEL_NONE;
+    uint32_t(*segs)[N_SEG] = reel_xcalloc((size_t)n + 1, sizeof *segs);
+    for (size_t i = 0; i < en->seg.cap; i++) {
+        uint64_t key = en->seg.key[i];
+        if (!key)
+            continue;
+        uint32_t v = (uint32_t)key, g = (uint32_t)(key >> 32) - 1;
+        if (v < en->n_videos && g < N_SEG && slot[v] != REEL_NONE)
+            segs[slot[v]][g] = en->seg.cnt[i];
+    }
+    for (uint32_t v = 0; v < en->n_videos && !rc; v++) {
+        if (slot[v] == REEL_NONE)
+            continue;
+        reel_redis_video st;
+        reel_redis_video_init(&st);
+        st.fs = *reel_featstate_video(en->fs, v);
+        st.pos = en->pos[v];
+        st.d1 = en->d1[v];
+        st.d1_ts = en->d1_ts[v];
+        memcpy(st.seg, segs[slot[v]], sizeof st.seg);
+        st.at = en->r_cursor;
+        rc = reel_redis_ckpt_video(r, &map, v, &st);
+    }
+    free(slot);
+    free(segs);
+    if (!rc)
+        rc = reel_redis_ckpt_end(r, en->r_cursor, was);
+    if (!rc) {
+        memset(en->v_dirty, 0, en->n_videos);
+        atomic_fetch_add(&en->r_checkpoints, 1);
+        reel_log_debug("redis: checkpoint of %u videos at %llu-%llu", n,
+                       (unsigned long long)en->r_cursor.ms,
+                       (unsigned long long)en->r_cursor.seq);
+    }
     return rc;
 }
 
@@ -1487,6 +1600,11 @@ static int redis_init(reel_engine *en, reel_redis *r)
 {
     uint64_t m;
     int rc = reel_redis_marker(r, &m);
+    if (rc == REEL_EFORMAT) {
+        pthread_mutex_lock(&en->rmu);
+        snprintf(en->r_error, sizeof en->r_error, "%s", reel_redis_error(r));
+        pthread_mutex_unlock(&en->rmu);
+    }
     if (rc)
         return rc;
     if (m && m != en->ds_print) {
@@ -1509,8 +1627,7 @@ static int redis_init(reel_engine *en, reel_redis *r)
         if ((rc = seed(en, r)))
             return rc;
     }
-    if ((rc = reel_redis_changes_tail(r, en->r_cursor)) ||
-        (rc = mirror(en, r, NULL, 0)))
+    if ((rc = mirror_load(en, r)))
         return rc;
     pthread_rwlock_wrlock(&en->lock);
     cold_compute(en);
@@ -1524,9 +1641,9 @@ static int cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* One refresh: the videos changed since the cursor. */
-static int redis_refresh(reel_engine *en, reel_redis *r, uint32_t *buf,
-                         uint32_t cap)
+/* One refresh: the video log after the cursor, then maybe a
+ * checkpoint. */
+static int redis_refresh(reel_engine *en, reel_redis *r)
 {
     uint64_t m;
     int rc = reel_redis_marker(r, &m);
@@ -1539,32 +1656,26 @@ static int redis_refresh(reel_engine *en, reel_redis *r, uint32_t *buf,
         atomic_store(&en->r_ready, 0);
         return 0;
     }
+    reel_redis_ids map = en_ids(en);
     for (;;) {
         uint32_t n;
         int gap;
-        if ((rc = reel_redis_changes(
-                 r,
-                 &(reel_redis_ids){en, reel_meta_videos(en->meta)->n, ids_index,
-                                   ids_id},
-                 en->r_cursor, buf, cap, &n, &gap)))
+        if ((rc = reel_redis_vlog(r, &map, &en->r_cursor, 256, &en->r_ev,
+                                  &en->r_ev_cap, &n, &gap)))
             return rc;
         if (gap) {
-            if ((rc = reel_redis_changes_tail(r, en->r_cursor)) ||
-                (rc = mirror(en, r, NULL, 0)))
+            reel_log_warn("redis: the video log was trimmed past this "
+                          "process's position; reading every video again");
+            if ((rc = mirror_load(en, r)))
                 return rc;
-            break;
+            break; /* the next refresh goes on from the checkpoint */
         }
         if (!n)
             break;
-        /* Busy videos stand in many entries: fetch each once. */
-        qsort(buf, n, sizeof *buf, cmp_u32);
-        uint32_t uniq = 0;
+        pthread_rwlock_wrlock(&en->lock);
         for (uint32_t i = 0; i < n; i++)
-            if (!uniq || buf[uniq - 1] != buf[i])
-                buf[uniq++] = buf[i];
-        n = uniq;
-        if ((rc = mirror(en, r, buf, n)))
-            return rc;
+            mirror_apply(en, &en->r_ev[i]);
+        pthread_rwlock_unlock(&en->lock);
     }
     pthread_rwlock_wrlock(&en->lock);
     if (en->o.cold_refresh_s <= 0 ||
@@ -1572,18 +1683,16 @@ static int redis_refresh(reel_engine *en, reel_redis *r, uint32_t *buf,
         cold_compute(en);
     pthread_rwlock_unlock(&en->lock);
     atomic_fetch_add(&en->r_refreshes, 1);
-    return 0;
+    return checkpoint(en, r);
 }
 
 static void *redis_main(void *arg)
 {
     reel_engine *en = arg;
     reel_redis *r = rget(en);
-    enum { CAP = 1 << 16 };
-    uint32_t *buf = reel_xmalloc(CAP * sizeof *buf);
     int last = 0;
     for (;;) {
-        int rc = atomic_load(&en->r_ready) ? redis_refresh(en, r, buf, CAP)
+        int rc = atomic_load(&en->r_ready) ? redis_refresh(en, r)
                                            : redis_init(en, r);
         if (!rc) {
             atomic_store(&en->r_ready, 1);
@@ -1618,7 +1727,6 @@ static void *redis_main(void *arg)
         if (stop)
             break;
     }
-    free(buf);
     rput(en, r, 0);
     return NULL;
 }
@@ -1723,59 +1831,160 @@ static int redis_recommend(reel_engine *en, const char *user, uint32_t k,
     return 0;
 }
 
+/* Redis mode: batches of events wait in a queue for the applier thread,
+ * which applies what has gathered as one Redis batch (a group commit, as
+ * the embedded log's) and then answers each; one writer per process, so
+ * this process's batches never conflict with each other. */
+struct rjob {
+    reel_redis_event *ev; /* with their strings, owned */
+    uint32_t n;
+    reel_engine_done_fn done; /* NULL: a caller waits for `finished` */
+    void *ctx;
+    int rc, finished;
+    struct rjob *next;
+};
+
+enum { R_GROUP_MAX = 20000 }; /* events per Redis batch, about */
+
+static void rjob_free(struct rjob *j)
+{
+    free(j->ev);
+    free(j);
+}
+
+static void *apply_main(void *arg)
+{
+    reel_engine *en = arg;
+    reel_redis_event *all = NULL;
+    size_t cap = 0;
+    for (;;) {
+        pthread_mutex_lock(&en->jq_mu);
+        while (!en->jq_head && !en->jq_stop)
+            pthread_cond_wait(&en->jq_cv, &en->jq_mu);
+        struct rjob *take = en->jq_head, *last = NULL;
+        uint32_t n = 0;
+        for (struct rjob *j = take; j && (!n || n + j->n <= R_GROUP_MAX);
+             j = j->next) {
+            n += j->n;
+            last = j;
+        }
+        if (last) {
+            en->jq_head = last->next;
+            if (!en->jq_head)
+                en->jq_tail = NULL;
+            last->next = NULL;
+        }
+        pthread_mutex_unlock(&en->jq_mu);
+        if (!take)
+            break; /* stopping, and nothing left */
+        REEL_GROW(all, cap, (size_t)n + 1);
+        uint32_t m = 0;
+        for (struct rjob *j = take; j; j = j->next) {
+            memcpy(all + m, j->ev, (size_t)j->n * sizeof *all);
+            m += j->n;
+        }
+        int rc = REEL_EUNAVAILABLE;
+        uint32_t dups = 0;
+        /* Redis down, or back but not verified (or being seeded): refused,
+         * never written to a state that may be replaced. */
+        if (atomic_load(&en->r_ready)) {
+            reel_redis *r = rget(en);
+            reel_redis_ids map = en_ids(en);
+            rc = reel_redis_apply(r, en->fs, &map, all, m, &dups);
+            rput(en, r, rc);
+        }
+        if (!rc)
+            atomic_fetch_add(&en->ingested, m - dups);
+        for (struct rjob *j = take, *next; j; j = next) {
+            next = j->next;
+            if (j->done) {
+                j->done(j->ctx, rc);
+                rjob_free(j);
+            } else {
+                pthread_mutex_lock(&en->jq_mu);
+                j->rc = rc;
+                j->finished = 1;
+                pthread_cond_broadcast(&en->jq_done_cv);
+                pthread_mutex_unlock(&en->jq_mu);
+            }
+        }
+    }
+    free(all);
+    return NULL;
+}
+
 static int redis_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
                         reel_engine_reject *rej, uint32_t *n_rej,
                         reel_engine_done_fn done, void *ctx)
 {
-    reel_redis_event *re = reel_xmalloc(((size_t)n + 1) * sizeof *re);
+    /* The accepted events and their strings, in one block. */
+    size_t strs = 0;
+    uint8_t *ok = reel_xmalloc((size_t)n + 1);
     uint32_t m = 0;
     pthread_rwlock_rdlock(&en->lock);
     for (uint32_t i = 0; i < n; i++) {
-        const reel_event_in *e = &ev[i];
-        const char *why = event_problem(en, e);
+        const char *why = event_problem(en, &ev[i]);
+        ok[i] = !why;
         if (why) {
             rej[(*n_rej)++] = (reel_engine_reject){i, why};
             continue;
         }
+        strs += strlen(ev[i].user) + 1 +
+                (ev[i].rec.id ? strlen(ev[i].rec.id) + 1 : 0);
+        m++;
+    }
+    struct rjob *j = reel_xcalloc(1, sizeof *j);
+    j->ev = reel_xmalloc((size_t)m * sizeof *j->ev + strs + 1);
+    char *sp = (char *)(j->ev + m);
+    for (uint32_t i = 0; i < n; i++) {
+        if (!ok[i])
+            continue;
+        const reel_event_in *e = &ev[i];
         uint32_t u = find_user(en, e->user, strlen(e->user));
-        re[m++] = (reel_redis_event){
-            .user = e->user,
-            .id = e->rec.id,
+        size_t ul = strlen(e->user) + 1;
+        memcpy(sp, e->user, ul);
+        const char *id = NULL;
+        if (e->rec.id) {
+            size_t il = strlen(e->rec.id) + 1;
+            memcpy(sp + ul, e->rec.id, il);
+            id = sp + ul;
+        }
+        j->ev[j->n++] = (reel_redis_event){
+            .user = sp,
+            .id = id,
             .video = find_video(en, e->video, strlen(e->video)),
             .type = (uint8_t)e->rec.type,
             .seg = u == REEL_NONE ? NO_SEG : segment_of(en, u),
             .ts = e->rec.ts,
             .watch_s = (float)e->rec.watch_s,
             .rating = (float)e->rec.rating};
+        sp += ul + (id ? strlen(id) + 1 : 0);
     }
     pthread_rwlock_unlock(&en->lock);
+    free(ok);
     atomic_fetch_add(&en->rejected, *n_rej);
-    int rc = 0;
-    if (m && !atomic_load(&en->r_ready)) {
-        /* Redis is down, or back but not verified (or being seeded):
-         * refused, never written to a state that may be replaced */
-        rc = REEL_EUNAVAILABLE;
-        m = 0;
+    if (!m || !atomic_load(&en->r_ready)) {
+        rjob_free(j);
+        return m ? REEL_EUNAVAILABLE : 0;
     }
-    if (m) {
-        reel_redis *r = rget(en);
-        uint32_t dups = 0;
-        pthread_mutex_lock(&en->r_apply_mu);
-        rc = reel_redis_apply(r, en->fs,
-                              &(reel_redis_ids){en,
-                                                reel_meta_videos(en->meta)->n,
-                                                ids_index, ids_id},
-                              re, m, &dups);
-        pthread_mutex_unlock(&en->r_apply_mu);
-        rput(en, r, rc);
-        if (!rc)
-            atomic_fetch_add(&en->ingested, m - dups);
-    }
-    free(re);
-    if (done && m) {
-        done(ctx, rc);
+    j->done = done;
+    j->ctx = ctx;
+    pthread_mutex_lock(&en->jq_mu);
+    if (en->jq_tail)
+        en->jq_tail->next = j;
+    else
+        en->jq_head = j;
+    en->jq_tail = j;
+    pthread_cond_signal(&en->jq_cv);
+    if (done) {
+        pthread_mutex_unlock(&en->jq_mu);
         return 0;
     }
+    while (!j->finished)
+        pthread_cond_wait(&en->jq_done_cv, &en->jq_mu);
+    pthread_mutex_unlock(&en->jq_mu);
+    int rc = j->rc;
+    rjob_free(j);
     return rc;
 }
 
@@ -1806,7 +2015,9 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
     pthread_mutex_init(&en->cv_mu, NULL);
     pthread_cond_init(&en->cv, NULL);
     pthread_mutex_init(&en->rmu, NULL);
-    pthread_mutex_init(&en->r_apply_mu, NULL);
+    pthread_mutex_init(&en->jq_mu, NULL);
+    pthread_cond_init(&en->jq_cv, NULL);
+    pthread_cond_init(&en->jq_done_cv, NULL);
     char path[4096];
     int rc;
     struct items it;
@@ -1835,6 +2046,11 @@ int reel_engine_open(const char *dir, const reel_engine_opts *o,
             goto fail;
         }
         en->r_running = 1;
+        if (pthread_create(&en->j_thread, NULL, apply_main, en)) {
+            rc = reel_diag_fail(d, REEL_ENOMEM, "cannot start a thread");
+            goto fail;
+        }
+        en->j_running = 1;
         *out = en;
         return 0;
     }
@@ -1925,6 +2141,14 @@ int reel_engine_close(reel_engine *en)
 {
     if (!en)
         return 0;
+    if (en->j_running) {
+        /* The applier answers what is queued, then stops. */
+        pthread_mutex_lock(&en->jq_mu);
+        en->jq_stop = 1;
+        pthread_cond_broadcast(&en->jq_cv);
+        pthread_mutex_unlock(&en->jq_mu);
+        pthread_join(en->j_thread, NULL);
+    }
     if (en->snap_running || en->r_running) {
         pthread_mutex_lock(&en->cv_mu);
         en->stop = 1;
@@ -1939,6 +2163,9 @@ int reel_engine_close(reel_engine *en)
         reel_redis_close(en->rpool[i]);
     free(en->rpool);
     free(en->store_url);
+    free(en->v_at);
+    free(en->v_dirty);
+    free(en->r_ev);
     if (en->wal && en->o.snapshot_on_close) {
         reel_diag d;
         reel_diag_clear(&d);
@@ -2750,6 +2977,7 @@ void reel_engine_get_stats(reel_engine *en, reel_engine_stats *st)
         st->degraded = atomic_load(&en->r_degraded);
         st->redis_unavailable = atomic_load(&en->r_unavailable);
         st->redis_refreshes = atomic_load(&en->r_refreshes);
+        st->redis_checkpoints = atomic_load(&en->r_checkpoints);
         pthread_mutex_lock(&en->rmu);
         memcpy(st->redis_error, en->r_error, sizeof st->redis_error);
         pthread_mutex_unlock(&en->rmu);

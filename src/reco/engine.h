@@ -113,7 +113,11 @@ typedef struct reel_engine_opts {
      * from DIR; change it with reel build and a reload). */
     const char *store_url;
     reel_redis_opts redis;  /* reel_redis_opts_init() */
-    double store_refresh_s; /* 1: the copy of the video statistics */
+    double store_refresh_s; /* 1: how often the video log is read */
+    /* 10: at most one checkpoint of the video statistics per this long,
+     * by whichever process takes the lock (the log is trimmed to the
+     * previous one). */
+    double store_checkpoint_s;
 } reel_engine_opts;
 
 void reel_engine_opts_init(reel_engine_opts *o);
@@ -283,7 +287,8 @@ typedef struct reel_engine_stats {
     int redis_up;               /* the last call reached Redis */
     uint64_t degraded;          /* cold-start answers because Redis was down */
     uint64_t redis_unavailable; /* calls that found Redis down */
-    uint64_t redis_refreshes;   /* copies of the video statistics */
+    uint64_t redis_refreshes;   /* reads of the video log */
+    uint64_t redis_checkpoints; /* checkpoints this process wrote */
     char redis_error[256];      /* the last problem ("" none) */
 } reel_engine_stats;
 

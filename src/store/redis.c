@@ -23,23 +23,25 @@
 enum {
     BACKOFF_MIN_MS = 50,
     BACKOFF_MAX_MS = 2000,
-    MAX_ROUNDS = 50,   /* compare-and-set rounds of one apply */
-    SEED_LOCK_S = 3600 /* a seeding process that died frees it after */
+    MAX_ROUNDS = 50,    /* compare-and-set rounds of one apply */
+    SEED_LOCK_S = 3600, /* a seeding process that died frees it after */
+    STATE_FORMAT = 2    /* reel:meta's format (docs/formats/redis.md) */
 };
 
 /*
- * One batch's writes, each record only if its version (the value's first
- * 8 bytes) is what was read. ARGV: the record count n, the user count,
- * the history cap, the event-id cap; per record: the version read (8
- * bytes) and the new value; per user: its record's number (1-based), n
- * history entries and the entries, n event ids and (score, id) pairs.
- * KEYS: the n records, then per user its history list and id set.
- * Returns the records (1-based) whose version had moved; a user's lists
- * are written only with its record.
+ * One batch's writes, each user only if its record's version (the value's
+ * first 8 bytes) is what was read. ARGV: the user count n, the history
+ * cap, the event-id cap; per user: the version read (8 bytes) and the new
+ * value; then per user: n history entries and the entries, n event ids
+ * and (score, id) pairs, and its events' video halves (one string, maybe
+ * empty). KEYS: the n records, then per user its history list and id set,
+ * then the video log. A user's list, ids and video halves are written
+ * only with its record; the video halves of the users written go to the
+ * log as one entry. Returns the users (1-based) whose version had moved.
  */
 static const char BATCH_LUA[] =
-    "local n, nu = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local hmax, imax = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local n = tonumber(ARGV[1])\n"
+    "local hmax, imax = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local zero = string.rep('\\0', 8)\n"
     "local ok, failed = {}, {}\n"
     "local function push(cmd, key, from, count)\n"
@@ -56,7 +58,7 @@ static const char BATCH_LUA[] =
     "  local cur = redis.call('MGET', unpack(KEYS, a, b))\n"
     "  for i = a, b do\n"
     "    local v = cur[i - a + 1]\n"
-    "    if (v and string.sub(v, 1, 8) or zero) == ARGV[3 + 2 * i] then\n"
+    "    if (v and string.sub(v, 1, 8) or zero) == ARGV[2 + 2 * i] then\n"
     "      ok[i] = true\n"
     "    else\n"
     "      failed[#failed + 1] = i\n"
@@ -67,27 +69,32 @@ static const char BATCH_LUA[] =
     "for i = 1, n do\n"
     "  if ok[i] then\n"
     "    set[#set + 1] = KEYS[i]\n"
-    "    set[#set + 1] = ARGV[4 + 2 * i]\n"
+    "    set[#set + 1] = ARGV[3 + 2 * i]\n"
     "    if #set == 1000 then redis.call('MSET', unpack(set)); set = {} end\n"
     "  end\n"
     "end\n"
     "if #set > 0 then redis.call('MSET', unpack(set)) end\n"
-    "local at, k = 5 + 2 * n, n + 1\n"
-    "for j = 1, nu do\n"
-    "  local e, nh = tonumber(ARGV[at]), tonumber(ARGV[at + 1])\n"
-    "  at = at + 2\n"
-    "  if ok[e] and nh > 0 and push('LPUSH', KEYS[k], at, nh) > hmax then\n"
+    "local at, k, halves = 4 + 2 * n, n + 1, {}\n"
+    "for j = 1, n do\n"
+    "  local nh = tonumber(ARGV[at])\n"
+    "  at = at + 1\n"
+    "  if ok[j] and nh > 0 and push('LPUSH', KEYS[k], at, nh) > hmax then\n"
     "    redis.call('LTRIM', KEYS[k], 0, hmax - 1)\n"
     "  end\n"
     "  at = at + nh\n"
     "  local nz = tonumber(ARGV[at])\n"
     "  at = at + 1\n"
-    "  if ok[e] and nz > 0 then\n"
+    "  if ok[j] and nz > 0 then\n"
     "    push('ZADD', KEYS[k + 1], at, 2 * nz)\n"
     "    redis.call('ZREMRANGEBYRANK', KEYS[k + 1], 0, -imax - 1)\n"
     "  end\n"
     "  at = at + 2 * nz\n"
+    "  if ok[j] and #ARGV[at] > 0 then halves[#halves + 1] = ARGV[at] end\n"
+    "  at = at + 1\n"
     "  k = k + 2\n"
+    "end\n"
+    "if #halves > 0 then\n"
+    "  redis.call('XADD', KEYS[k], '*', 'e', table.concat(halves))\n"
     "end\n"
     "return failed\n";
 
@@ -97,7 +104,7 @@ struct reel_redis {
     char *host, *path; /* one of them */
     int port, db;
     redisContext *c;
-    char sha[41]; /* CAS_LUA's, once loaded */
+    char sha[41]; /* BATCH_LUA's, once loaded */
     uint64_t retry_at_ms;
     int backoff_ms;
     char err[256];
@@ -118,7 +125,7 @@ void reel_redis_opts_init(reel_redis_opts *o)
                            .io_timeout_ms = 1000,
                            .history_max = 1000,
                            .event_ids_max = 1000,
-                           .changes_max = 100000};
+                           .tx_users = 128};
 }
 
 static uint64_t now_ms(void)
@@ -379,11 +386,58 @@ static void argf(reel_redis *r, const char *fmt, ...)
     arg(r, p, (size_t)n);
 }
 
-/* Queues the command built with arg(); the next starts empty. */
+/* Decimal digits of x at p; returns the end. */
+static char *put_dec(char *p, size_t x)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + x % 10);
+    while (x /= 10);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* Queues the command built with arg(), in the protocol's own encoding
+ * (formatted here: hiredis's formatter costs several times more); the
+ * next starts empty. */
 static void send_cmd(reel_redis *r)
 {
-    redisAppendCommandArgv(r->c, r->argc, r->argv, r->argl);
+    size_t len = 16;
+    for (int i = 0; i < r->argc; i++)
+        len += 24 + r->argl[i];
+    char *b = reel_arena_alloc(&r->a, len, 1), *p = b;
+    *p++ = '*';
+    p = put_dec(p, (size_t)r->argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < r->argc; i++) {
+        *p++ = '$';
+        p = put_dec(p, r->argl[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, r->argv[i], r->argl[i]);
+        p += r->argl[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    assert((size_t)(p - b) <= len);
+    redisAppendFormattedCommand(r->c, b, (size_t)(p - b));
     r->argc = 0;
+}
+
+/* An integer argument (printf would cost more than the command). */
+static void arg_int(reel_redis *r, long long x)
+{
+    char *b = reel_arena_alloc(&r->a, 24, 1), *p = b;
+    if (x < 0) {
+        *p++ = '-';
+        p = put_dec(p, (size_t)(-(x + 1)) + 1);
+    } else {
+        p = put_dec(p, (size_t)x);
+    }
+    arg(r, b, (size_t)(p - b));
 }
 
 /* The next queued reply, or NULL with the connection dropped. */
@@ -398,7 +452,8 @@ static redisReply *reply(reel_redis *r)
 }
 
 /* Key names: PREFIX:{u:ID}, PREFIX:{u:ID}:h, PREFIX:{u:ID}:ev,
- * PREFIX:{v:ID}, PREFIX:changes, PREFIX:meta, PREFIX:seeding. */
+ * PREFIX:{v:ID}, PREFIX:vlog, PREFIX:meta, PREFIX:seeding,
+ * PREFIX:checkpoint. */
 static const char *key(reel_redis *r, const char *kind, const char *id,
                        size_t n, const char *suffix, size_t *len)
 {
@@ -426,6 +481,60 @@ static void arg_plain_key(reel_redis *r, const char *name)
     argf(r, "%s:%s", r->prefix, name);
 }
 
+static void arg_double(reel_redis *r, double x)
+{
+    argf(r, "%.17g", x);
+}
+
+/* A history entry: the type (u8), the time (f64, little-endian), the
+ * video's id. */
+static void arg_hist(reel_redis *r, const reel_redis_ids *ids, uint8_t type,
+                     double ts, uint32_t video)
+{
+    const char *id = ids->id(ids->ctx, video);
+    size_t n = strlen(id);
+    unsigned char *b = reel_arena_alloc(&r->a, 9 + n, 1);
+    b[0] = type;
+    uint64_t x;
+    memcpy(&x, &ts, 8);
+    for (int i = 0; i < 8; i++)
+        b[1 + i] = (unsigned char)(x >> (8 * i));
+    memcpy(b + 9, id, n);
+    arg(r, (const char *)b, 9 + n);
+}
+
+static void arg_sid(reel_redis *r, reel_redis_sid at)
+{
+    argf(r, "%" PRIu64 "-%" PRIu64, at.ms, at.seq);
+}
+
+int reel_redis_sid_cmp(reel_redis_sid a, reel_redis_sid b)
+{
+    if (a.ms != b.ms)
+        return a.ms < b.ms ? -1 : 1;
+    return (a.seq > b.seq) - (a.seq < b.seq);
+}
+
+static int parse_sid(const char *s, size_t len, reel_redis_sid *at)
+{
+    char tmp[64];
+    if (len >= sizeof tmp)
+        return -1;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long long ms = strtoull(tmp, &end, 10);
+    if (end == tmp || *end != '-' || errno)
+        return -1;
+    const char *q = end + 1;
+    unsigned long long seq = strtoull(q, &end, 10);
+    if (end == q || *end || errno)
+        return -1;
+    *at = (reel_redis_sid){ms, seq};
+    return 0;
+}
+
 static int up(reel_redis *r)
 {
     reel_arena_reset(&r->a);
@@ -450,14 +559,19 @@ static int stale(reel_redis *r, int rc)
 /* The packed records ("c"): a format byte, then little-endian fields
  * (docs/formats/redis.md). */
 enum {
-    REC_FORMAT = 1,
-    U_REC = 1 + 8 + 8 + 4 * 4 + 4 * 2 + 4 * REEL_FEAT_CAT_BUCKETS +
-            4 * REEL_FEAT_LANG_BUCKETS + 4 + 4 * REEL_FEAT_RING,
+    REC_FORMAT = 1,                      /* the video record's */
+    U_FORMAT = 2,                        /* the user record's (variable size) */
+    U_FIXED = 1 + 8 + 8 + 4 * 4 + 4 * 2, /* then buckets and the ring */
+    U_MAX = U_FIXED + 1 + 5 * REEL_FEAT_CAT_BUCKETS + 1 +
+            5 * REEL_FEAT_LANG_BUCKETS + 1 + 4 * REEL_FEAT_RING,
     V_REC = 1 + 8 + 4 * 4 + 4 * 4 + 4 + 4 + 8 + 4 * REEL_SEGMENTS
 };
 
 /* The sizes docs/formats/redis.md gives. */
-_Static_assert(U_REC == 493, "the user record of docs/formats/redis.md");
+_Static_assert(U_MAX == 572, "the user record of docs/formats/redis.md");
+_Static_assert(REEL_FEAT_CAT_BUCKETS <= 255 && REEL_FEAT_LANG_BUCKETS <= 255 &&
+                   REEL_FEAT_RING <= 255,
+               "counts of the user record are one byte");
 _Static_assert(V_REC == 185, "the video record of docs/formats/redis.md");
 
 static unsigned char *put_u32(unsigned char *p, uint32_t x)
@@ -523,19 +637,48 @@ static const unsigned char *get_u64(const unsigned char *p, uint64_t *x)
     return p + 8;
 }
 
-static int finite_all(const float *x, size_t n)
+/* Sparse buckets: a count (u8), then (bucket u8, value f32) for every
+ * bucket that is not 0, by bucket. */
+static unsigned char *put_buckets(unsigned char *p, const float *x, int n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return 0;
-    return 1;
+    unsigned char *count = p++;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (x[i] != 0) {
+            *p++ = (unsigned char)i;
+            p = put_f32(p, x[i]);
+            k++;
+        }
+    *count = (unsigned char)k;
+    return p;
 }
 
-/* The user record at p (U_REC bytes) into u. */
-static int unpack_user(const unsigned char *p, const reel_redis_ids *ids,
-                       reel_fs_user *u)
+static const unsigned char *
+get_buckets(const unsigned char *p, const unsigned char *end, float *x, int n)
 {
-    if (*p++ != REC_FORMAT)
+    if (p >= end)
+        return NULL;
+    int k = *p++, last = -1;
+    if (k > n || (size_t)(end - p) < (size_t)k * 5)
+        return NULL;
+    for (int j = 0; j < k; j++) {
+        int i = *p++;
+        if (i <= last || i >= n)
+            return NULL;
+        p = get_f32(p, &x[i]);
+        if (!isfinite(x[i]) || x[i] == 0)
+            return NULL;
+        last = i;
+    }
+    return p;
+}
+
+/* The user record at p (len bytes) into u. */
+static int unpack_user(const unsigned char *p, size_t len,
+                       const reel_redis_ids *ids, reel_fs_user *u)
+{
+    const unsigned char *end = p + len;
+    if (len < U_FIXED || *p++ != U_FORMAT)
         return -1;
     p = get_f64(p, &u->last_ts);
     p = get_f64(p, &u->share_ts);
@@ -545,40 +688,32 @@ static int unpack_user(const unsigned char *p, const reel_redis_ids *ids,
     p = get_u32(p, &u->rating_n);
     p = get_f32(p, &u->wf_sum);
     p = get_f32(p, &u->rating_sum);
-    for (int i = 0; i < REEL_FEAT_CAT_BUCKETS; i++)
-        p = get_f32(p, &u->cat[i]);
-    for (int i = 0; i < REEL_FEAT_LANG_BUCKETS; i++)
-        p = get_f32(p, &u->lang[i]);
+    if (!(p = get_buckets(p, end, u->cat, REEL_FEAT_CAT_BUCKETS)) ||
+        !(p = get_buckets(p, end, u->lang, REEL_FEAT_LANG_BUCKETS)) || p >= end)
+        return -1;
     /* The ring, oldest first: video indexes (the same in every process:
      * they share the dataset, whose fingerprint the marker holds). */
-    uint32_t n;
-    p = get_u32(p, &n);
-    if (n > REEL_FEAT_RING)
+    uint32_t n = *p++;
+    if (n > REEL_FEAT_RING || (size_t)(end - p) != 4 * (size_t)n)
         return -1;
-    for (uint32_t i = 0; i < REEL_FEAT_RING; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         uint32_t v;
         p = get_u32(p, &v);
-        if (i < n) {
-            if (v >= ids->n)
-                return -1;
-            u->ring[i] = v;
-        }
+        if (v >= ids->n)
+            return -1;
+        u->ring[i] = v;
     }
     u->ring_n = n;
     u->ring_at = n % REEL_FEAT_RING;
-    return finite_all(u->cat, REEL_FEAT_CAT_BUCKETS) &&
-                   finite_all(u->lang, REEL_FEAT_LANG_BUCKETS) &&
-                   isfinite(u->share_ts)
-               ? 0
-               : -1;
+    return isfinite(u->share_ts) ? 0 : -1;
 }
 
 /* The value of a user's key: version ver, then the record of u. */
 static void arg_user_val(reel_redis *r, uint64_t ver, const reel_fs_user *u)
 {
-    unsigned char *b = reel_arena_alloc(&r->a, 8 + U_REC, 1), *p = b;
+    unsigned char *b = reel_arena_alloc(&r->a, 8 + U_MAX, 1), *p = b;
     p = put_u64(p, ver);
-    *p++ = REC_FORMAT;
+    *p++ = U_FORMAT;
     p = put_f64(p, u->last_ts);
     p = put_f64(p, u->share_ts);
     p = put_u32(p, u->views);
@@ -587,16 +722,14 @@ static void arg_user_val(reel_redis *r, uint64_t ver, const reel_fs_user *u)
     p = put_u32(p, u->rating_n);
     p = put_f32(p, u->wf_sum);
     p = put_f32(p, u->rating_sum);
-    for (int i = 0; i < REEL_FEAT_CAT_BUCKETS; i++)
-        p = put_f32(p, u->cat[i]);
-    for (int i = 0; i < REEL_FEAT_LANG_BUCKETS; i++)
-        p = put_f32(p, u->lang[i]);
-    uint32_t ring[REEL_FEAT_RING] = {0}, n = reel_fs_user_recent(u, ring);
-    p = put_u32(p, n);
-    for (int i = 0; i < REEL_FEAT_RING; i++)
+    p = put_buckets(p, u->cat, REEL_FEAT_CAT_BUCKETS);
+    p = put_buckets(p, u->lang, REEL_FEAT_LANG_BUCKETS);
+    uint32_t ring[REEL_FEAT_RING], n = reel_fs_user_recent(u, ring);
+    *p++ = (unsigned char)n;
+    for (uint32_t i = 0; i < n; i++)
         p = put_u32(p, ring[i]);
-    assert(p - b == 8 + U_REC);
-    arg(r, (const char *)b, 8 + U_REC);
+    assert(p - b <= 8 + U_MAX);
+    arg(r, (const char *)b, (size_t)(p - b));
 }
 
 /* A user's value (GET, MGET) into u and *ver; none: a new user. */
@@ -607,10 +740,11 @@ static int parse_user(const redisReply *rep, const reel_redis_ids *ids,
     *ver = 0;
     if (rep->type == REDIS_REPLY_NIL)
         return 0;
-    if (rep->type != REDIS_REPLY_STRING || rep->len != 8 + U_REC)
+    if (rep->type != REDIS_REPLY_STRING || rep->len < 8 + U_FIXED ||
+        rep->len > 8 + U_MAX)
         return -1;
     const unsigned char *p = get_u64((const unsigned char *)rep->str, ver);
-    return unpack_user(p, ids, u);
+    return unpack_user(p, rep->len - 8, ids, u);
 }
 
 void reel_redis_video_init(reel_redis_video *v)
@@ -643,12 +777,13 @@ static int unpack_video(const unsigned char *p, reel_redis_video *v)
                : -1;
 }
 
-/* The value of a video's key: version ver, then the record of v. */
-static void arg_video_val(reel_redis *r, uint64_t ver,
-                          const reel_redis_video *v)
+/* The value of a video's key: the log position it includes (ms, seq),
+ * then the record of v. */
+static void arg_video_val(reel_redis *r, const reel_redis_video *v)
 {
-    unsigned char *b = reel_arena_alloc(&r->a, 8 + V_REC, 1), *p = b;
-    p = put_u64(p, ver);
+    unsigned char *b = reel_arena_alloc(&r->a, 16 + V_REC, 1), *p = b;
+    p = put_u64(p, v->at.ms);
+    p = put_u64(p, v->at.seq);
     *p++ = REC_FORMAT;
     p = put_f64(p, v->fs.ts);
     p = put_u32(p, v->fs.views);
@@ -664,21 +799,21 @@ static void arg_video_val(reel_redis *r, uint64_t ver,
     p = put_f64(p, v->d1_ts);
     for (int i = 0; i < REEL_SEGMENTS; i++)
         p = put_u32(p, v->seg[i]);
-    assert(p - b == 8 + V_REC);
-    arg(r, (const char *)b, 8 + V_REC);
+    assert(p - b == 16 + V_REC);
+    arg(r, (const char *)b, 16 + V_REC);
 }
 
-/* A video's value (MGET) into v and *ver; none: no event yet. */
-static int parse_video(const redisReply *rep, reel_redis_video *v,
-                       uint64_t *ver)
+/* A video's value (MGET) into v; none: no event yet. */
+static int parse_video(const redisReply *rep, reel_redis_video *v)
 {
     reel_redis_video_init(v);
-    *ver = 0;
     if (rep->type == REDIS_REPLY_NIL)
         return 0;
-    if (rep->type != REDIS_REPLY_STRING || rep->len != 8 + V_REC)
+    if (rep->type != REDIS_REPLY_STRING || rep->len != 16 + V_REC)
         return -1;
-    const unsigned char *p = get_u64((const unsigned char *)rep->str, ver);
+    const unsigned char *p = (const unsigned char *)rep->str;
+    p = get_u64(p, &v->at.ms);
+    p = get_u64(p, &v->at.seq);
     return unpack_video(p, v);
 }
 
@@ -695,24 +830,14 @@ static int corrupt(reel_redis *r, const char *what, const char *id)
 static int parse_hist(const redisReply *e, const reel_redis_ids *ids,
                       reel_redis_hist *h)
 {
-    if (e->type != REDIS_REPLY_STRING)
+    if (e->type != REDIS_REPLY_STRING || e->len < 10)
         return -1;
-    char tmp[48];
-    const char *c1 = memchr(e->str, ':', e->len);
-    if (!c1)
+    const unsigned char *p = (const unsigned char *)e->str;
+    get_f64(p + 1, &h->ts);
+    if (!isfinite(h->ts))
         return -1;
-    const char *c2 = memchr(c1 + 1, ':', e->len - (size_t)(c1 + 1 - e->str));
-    if (!c2 || (size_t)(c2 - e->str) >= sizeof tmp)
-        return -1;
-    memcpy(tmp, e->str, (size_t)(c2 - e->str));
-    tmp[c2 - e->str] = '\0';
-    unsigned type;
-    double ts;
-    if (sscanf(tmp, "%u:%lf", &type, &ts) != 2 || type > 255)
-        return -1;
-    h->type = (uint8_t)type;
-    h->ts = ts;
-    h->video = ids->index(ids->ctx, c2 + 1, e->len - (size_t)(c2 + 1 - e->str));
+    h->type = p[0];
+    h->video = ids->index(ids->ctx, e->str + 9, e->len - 9);
     return 0;
 }
 
@@ -839,10 +964,9 @@ static int videos_get(reel_redis *r, const reel_redis_ids *ids,
         const redisReply *rep = mget_next(r, i, n, &chunk);
         if (!rep)
             return REEL_EUNAVAILABLE;
-        uint64_t ver;
         if (!rc && rep->type == REDIS_REPLY_ERROR)
             rc = REEL_EIO;
-        else if (!rc && parse_video(rep, &out[i], &ver))
+        else if (!rc && parse_video(rep, &out[i]))
             rc = corrupt(r, "video", ids->id(ids->ctx, vid[i]));
     }
     mget_next(r, n, n, &chunk);
@@ -869,25 +993,14 @@ struct uslot {
     uint32_t first, n; /* its events in `order` */
 };
 
-struct vslot {
-    uint32_t video;
-    reel_redis_video st, was;
-    uint64_t ver;
-    int done;
-};
-
 struct batch {
     const reel_redis_event *ev;
     uint32_t n;
     uint32_t *order; /* events by user (stable), then by position */
-    uint32_t *uslot; /* event -> user slot */
-    uint32_t *vslot; /* event -> video slot */
     uint8_t *dup;    /* event already applied */
-    int8_t *repeat;  /* the user half's verdict (-1: not yet) */
+    uint8_t *repeat; /* the user half's verdict */
     struct uslot *u;
     uint32_t n_u;
-    struct vslot *v;
-    uint32_t n_v;
 };
 
 static const reel_redis_event *ev_sort_base;
@@ -899,27 +1012,23 @@ static int by_user(const void *a, const void *b)
     return c ? c : (x > y) - (x < y);
 }
 
-static int by_video(const void *a, const void *b)
+static int by_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    uint32_t vx = ev_sort_base[x].video, vy = ev_sort_base[y].video;
-    return vx != vy ? (vx > vy) - (vx < vy) : (x > y) - (x < y);
+    return (x > y) - (x < y);
 }
 
 static void batch_free(struct batch *b)
 {
     free(b->order);
-    free(b->uslot);
-    free(b->vslot);
     free(b->dup);
     free(b->repeat);
     free(b->u);
-    free(b->v);
 }
 
-/* Groups the events by user and by video (the sorts are single-threaded
- * and rare: one per batch; qsort_r is not C17, hence the static base,
- * guarded by the caller's one-thread-per-handle rule and a lock). */
+/* Groups the events by user (the sort is single-threaded and rare: one
+ * per batch; qsort_r is not C17, hence the static base, guarded by a
+ * lock). */
 static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void batch_init(struct batch *b, const reel_redis_event *ev, uint32_t n)
@@ -928,20 +1037,14 @@ static void batch_init(struct batch *b, const reel_redis_event *ev, uint32_t n)
     b->ev = ev;
     b->n = n;
     b->order = reel_xmalloc(((size_t)n + 1) * sizeof *b->order);
-    b->uslot = reel_xmalloc(((size_t)n + 1) * sizeof *b->uslot);
-    b->vslot = reel_xmalloc(((size_t)n + 1) * sizeof *b->vslot);
     b->dup = reel_xcalloc((size_t)n + 1, 1);
-    b->repeat = reel_xmalloc((size_t)n + 1);
-    memset(b->repeat, -1, (size_t)n + 1);
+    b->repeat = reel_xcalloc((size_t)n + 1, 1);
     b->u = reel_xcalloc((size_t)n + 1, sizeof *b->u);
-    b->v = reel_xcalloc((size_t)n + 1, sizeof *b->v);
-    uint32_t *tmp = reel_xmalloc(((size_t)n + 1) * sizeof *tmp);
     for (uint32_t i = 0; i < n; i++)
-        b->order[i] = tmp[i] = i;
+        b->order[i] = i;
     pthread_mutex_lock(&sort_mu);
     ev_sort_base = ev;
     qsort(b->order, n, sizeof *b->order, by_user);
-    qsort(tmp, n, sizeof *tmp, by_video);
     pthread_mutex_unlock(&sort_mu);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t e = b->order[i];
@@ -950,19 +1053,10 @@ static void batch_init(struct batch *b, const reel_redis_event *ev, uint32_t n)
             b->n_u++;
         }
         b->u[b->n_u - 1].n++;
-        b->uslot[e] = b->n_u - 1;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t e = tmp[i];
-        if (!b->n_v || b->v[b->n_v - 1].video != ev[e].video)
-            b->v[b->n_v++].video = ev[e].video;
-        b->vslot[e] = b->n_v - 1;
-    }
-    free(tmp);
 }
 
 struct pending {
-    const reel_redis_ids *ids;
     const struct batch *b;
     const uint32_t *at; /* slots still to write */
 };
@@ -971,12 +1065,6 @@ static void ukey_of(reel_redis *r, const void *ctx, uint32_t i)
 {
     const struct pending *p = ctx;
     arg_key(r, "u", p->b->u[p->at[i]].id, "");
-}
-
-static void pvkey_of(reel_redis *r, const void *ctx, uint32_t i)
-{
-    const struct pending *p = ctx;
-    arg_key(r, "v", p->ids->id(p->ids->ctx, p->b->v[p->at[i]].video), "");
 }
 
 /* The user's events that carry an id. */
@@ -988,24 +1076,21 @@ static uint32_t n_ids(const struct batch *b, const struct uslot *u)
     return n;
 }
 
-/* Reads the records still to write (and, first, the users' applied
- * event ids) in one pipeline: MGETs of the users, ZMSCOREs, MGETs of
- * the videos. */
-static int read_pending(reel_redis *r, const reel_redis_ids *ids,
-                        struct batch *b, int first)
+/* Queues the reads of users pu[0..nu): WATCHes of them (watch), MGETs,
+ * and (first) ZMSCOREs of their event ids. */
+static void send_reads(reel_redis *r, const struct batch *b, const uint32_t *pu,
+                       uint32_t nu, int first, int watch)
 {
-    uint32_t *pu = reel_xmalloc(((size_t)b->n_u + 1) * sizeof *pu);
-    uint32_t *pv = reel_xmalloc(((size_t)b->n_v + 1) * sizeof *pv);
-    uint32_t nu = 0, nv = 0;
-    for (uint32_t i = 0; i < b->n_u; i++)
-        if (!b->u[i].done)
-            pu[nu++] = i;
-    for (uint32_t i = 0; i < b->n_v; i++)
-        if (!b->v[i].done)
-            pv[nv++] = i;
-    mget(r, nu, ukey_of, &(struct pending){ids, b, pu});
+    const struct pending p = {b, pu};
+    for (uint32_t at = 0; watch && at < nu; at += MGET_MAX) {
+        args(r, "WATCH");
+        for (uint32_t i = at; i < nu && i < at + MGET_MAX; i++)
+            ukey_of(r, &p, i);
+        send_cmd(r);
+    }
+    mget(r, nu, ukey_of, &p);
     for (uint32_t i = 0; first && i < nu; i++) {
-        struct uslot *u = &b->u[pu[i]];
+        const struct uslot *u = &b->u[pu[i]];
         if (!n_ids(b, u))
             continue;
         args(r, "ZMSCORE");
@@ -1017,16 +1102,30 @@ static int read_pending(reel_redis *r, const reel_redis_ids *ids,
         }
         send_cmd(r);
     }
-    mget(r, nv, pvkey_of, &(struct pending){ids, b, pv});
+}
+
+/* Reads the replies of send_reads() into the users' slots and the
+ * events' dup flags. */
+static int recv_reads(reel_redis *r, const reel_redis_ids *ids, struct batch *b,
+                      const uint32_t *pu, uint32_t nu, int first, int watch)
+{
     int rc = 0;
+    for (uint32_t at = 0; watch && at < nu; at += MGET_MAX) {
+        redisReply *rep = reply(r);
+        if (!rep)
+            return REEL_EUNAVAILABLE;
+        if (rep->type == REDIS_REPLY_ERROR && !rc) {
+            snprintf(r->err, sizeof r->err, "WATCH: %.200s", rep->str);
+            rc = REEL_EIO;
+        }
+        freeReplyObject(rep);
+    }
     redisReply *chunk = NULL;
     for (uint32_t i = 0; i < nu; i++) {
         struct uslot *u = &b->u[pu[i]];
         const redisReply *rep = mget_next(r, i, nu, &chunk);
-        if (!rep) {
-            rc = REEL_EUNAVAILABLE;
-            goto out;
-        }
+        if (!rep)
+            return REEL_EUNAVAILABLE;
         if (!rc && rep->type == REDIS_REPLY_ERROR)
             rc = REEL_EIO;
         else if (!rc && parse_user(rep, ids, &u->fs, &u->ver))
@@ -1039,10 +1138,8 @@ static int read_pending(reel_redis *r, const reel_redis_ids *ids,
         if (!n_id)
             continue;
         redisReply *rep = reply(r);
-        if (!rep) {
-            rc = REEL_EUNAVAILABLE;
-            goto out;
-        }
+        if (!rep)
+            return REEL_EUNAVAILABLE;
         if (rep->type == REDIS_REPLY_ERROR) {
             if (!rc) {
                 snprintf(r->err, sizeof r->err, "ZMSCORE: %s", rep->str);
@@ -1065,59 +1162,315 @@ static int read_pending(reel_redis *r, const reel_redis_ids *ids,
         }
         freeReplyObject(rep);
     }
-    for (uint32_t i = 0; i < nv; i++) {
-        struct vslot *v = &b->v[pv[i]];
-        const redisReply *rep = mget_next(r, i, nv, &chunk);
-        if (!rep) {
-            rc = REEL_EUNAVAILABLE;
-            goto out;
-        }
-        if (!rc && rep->type == REDIS_REPLY_ERROR)
-            rc = REEL_EIO;
-        else if (!rc && parse_video(rep, &v->st, &v->ver))
-            rc = corrupt(r, "video", ids->id(ids->ctx, v->video));
-        v->was = v->st;
-    }
-    mget_next(r, nv, nv, &chunk);
-out:
-    free(pu);
-    free(pv);
     return rc;
 }
 
-static void apply_video_half(const reel_featstate *fs,
-                             const reel_redis_event *e, struct vslot *v,
-                             int repeat)
+/* Reads the users still to write (and, first, their applied event ids)
+ * in one round trip. */
+static int read_pending(reel_redis *r, const reel_redis_ids *ids,
+                        struct batch *b, int first)
 {
-    reel_featstate_apply_video(fs, &v->st.fs, e->video, e->type, e->ts,
-                               e->watch_s, e->rating, repeat);
+    uint32_t *pu = reel_xmalloc(((size_t)b->n_u + 1) * sizeof *pu);
+    uint32_t nu = 0;
+    for (uint32_t i = 0; i < b->n_u; i++)
+        if (!b->u[i].done)
+            pu[nu++] = i;
+    send_reads(r, b, pu, nu, first, 0);
+    int rc = recv_reads(r, ids, b, pu, nu, first, 0);
+    free(pu);
+    return rc;
+}
+
+/* One video half in the log: video u32, position in its batch u32, ts
+ * f64, watch_s f32, rating f32, type u8, repeat u8, segment u8, 0 u8. */
+enum { VEV = 4 + 4 + 8 + 4 + 4 + 4 };
+
+/* Whether an event changes its video's statistics. */
+static int moves_video(uint8_t type)
+{
+    return type == REEL_EV_IMPRESSION || reel_event_is_positive(type);
+}
+
+/* Event e's video half (its position in the batch: pos) at p. */
+static unsigned char *put_half(unsigned char *p, const reel_redis_event *ev,
+                               uint32_t pos, uint8_t repeat)
+{
+    p = put_u32(p, ev->video);
+    p = put_u32(p, pos);
+    p = put_f64(p, ev->ts);
+    p = put_f32(p, ev->watch_s);
+    p = put_f32(p, ev->rating);
+    *p++ = ev->type;
+    *p++ = repeat;
+    *p++ = (uint8_t)(ev->seg < REEL_SEGMENTS ? ev->seg : REEL_NO_SEGMENT);
+    *p++ = 0;
+    return p;
+}
+
+/* The video halves of u's events not already applied, as one argument. */
+static void arg_halves(reel_redis *r, const struct batch *b,
+                       const struct uslot *u)
+{
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < u->n; j++) {
+        uint32_t e = b->order[u->first + j];
+        m += !b->dup[e] && moves_video(b->ev[e].type);
+    }
+    unsigned char *x = reel_arena_alloc(&r->a, (size_t)m * VEV + 1, 1), *p = x;
+    for (uint32_t j = 0; j < u->n; j++) {
+        uint32_t e = b->order[u->first + j];
+        if (!b->dup[e] && moves_video(b->ev[e].type))
+            p = put_half(p, &b->ev[e], e, b->repeat[e]);
+    }
+    assert((size_t)(p - x) == (size_t)m * VEV);
+    arg(r, (const char *)x, (size_t)m * VEV);
+}
+
+void reel_redis_video_apply(const reel_featstate *fs, reel_redis_video *v,
+                            const reel_redis_vevent *e)
+{
+    reel_featstate_apply_video(fs, &v->fs, e->video, e->type, e->ts, e->watch_s,
+                               e->rating, e->repeat);
     if (!reel_event_is_positive(e->type))
         return;
     /* The cold start's counts, as the embedded store keeps them. */
-    v->st.pos++;
-    double dt = e->ts - v->st.d1_ts;
-    v->st.d1 = (float)(v->st.d1 * (dt > 0 ? exp2(-dt / 86400.0) : 1.0) + 1);
-    if (e->ts > v->st.d1_ts)
-        v->st.d1_ts = e->ts;
+    v->pos++;
+    double dt = e->ts - v->d1_ts;
+    if (dt >= 0) {
+        v->d1 = (float)(v->d1 * exp2(-dt / 86400.0) + 1);
+        v->d1_ts = e->ts;
+    } else {
+        v->d1 = (float)(v->d1 + exp2(dt / 86400.0));
+    }
     if (e->seg < REEL_SEGMENTS && e->seg != REEL_NO_SEGMENT)
-        v->st.seg[e->seg]++;
+        v->seg[e->seg]++;
 }
 
-/* Queues the change stream's entry: the batch's videos. */
-static void queue_changes(reel_redis *r, const struct batch *b)
+/* The user halves of users lo..hi still to write, each user's events in
+ * order. */
+static void user_halves(const reel_featstate *fs, struct batch *b, uint32_t lo,
+                        uint32_t hi)
 {
-    unsigned char *x = reel_arena_alloc(&r->a, 4 * (size_t)b->n_v + 1, 1);
-    for (uint32_t i = 0; i < b->n_v; i++)
-        put_u32(x + 4 * i, b->v[i].video);
-    args(r, "XADD");
-    arg_plain_key(r, "changes");
-    args(r, "MAXLEN");
-    args(r, "~");
-    argf(r, "%u", r->o.changes_max);
-    args(r, "*");
-    args(r, "v");
-    arg(r, (const char *)x, 4 * (size_t)b->n_v);
+    const reel_redis_event *ev = b->ev;
+    for (uint32_t i = lo; i < hi; i++) {
+        struct uslot *u = &b->u[i];
+        if (u->done)
+            continue;
+        for (uint32_t j = 0; j < u->n; j++) {
+            uint32_t e = b->order[u->first + j];
+            if (!b->dup[e])
+                b->repeat[e] = reel_featstate_apply_user(
+                                   fs, &u->fs, ev[e].video, ev[e].type,
+                                   ev[e].ts, ev[e].watch_s, ev[e].rating) > 0;
+        }
+    }
+}
+
+static void unwatch(reel_redis *r)
+{
+    if (!r->c)
+        return;
+    redisReply *rep = command(r, "UNWATCH");
+    if (rep)
+        freeReplyObject(rep);
+}
+
+/* Users per transaction (o.tx_users): WATCH compares each key with every
+ * key the connection already watches, so one transaction watches few. */
+enum { TX_CONFLICT = 1 };
+
+/* Queues one transaction writing users lo..hi (their records, history,
+ * event ids and, as one log entry, their events' video halves in the
+ * batch's order); returns the commands queued between MULTI and EXEC. */
+static uint32_t send_tx(reel_redis *r, const reel_redis_ids *ids,
+                        const struct batch *b, uint32_t lo, uint32_t hi)
+{
+    const reel_redis_event *ev = b->ev;
+    uint32_t queued = 0, m = 0;
+    args(r, "MULTI");
     send_cmd(r);
+    args(r, "MSET");
+    for (uint32_t i = lo; i < hi; i++) {
+        arg_key(r, "u", b->u[i].id, "");
+        arg_user_val(r, b->u[i].ver + 1, &b->u[i].fs);
+    }
+    send_cmd(r);
+    queued++;
+    for (uint32_t i = lo; i < hi; i++) {
+        const struct uslot *u = &b->u[i];
+        uint32_t nh = 0, nz = 0;
+        for (uint32_t j = 0; j < u->n; j++) {
+            uint32_t e = b->order[u->first + j];
+            nh += !b->dup[e] && ev[e].type != REEL_EV_IMPRESSION;
+            nz += !b->dup[e] && ev[e].id;
+            m += !b->dup[e] && moves_video(ev[e].type);
+        }
+        if (nh) {
+            args(r, "LPUSH");
+            arg_key(r, "u", u->id, ":h");
+            for (uint32_t j = 0; j < u->n; j++) {
+                uint32_t e = b->order[u->first + j];
+                if (!b->dup[e] && ev[e].type != REEL_EV_IMPRESSION)
+                    arg_hist(r, ids, ev[e].type, ev[e].ts, ev[e].video);
+            }
+            send_cmd(r);
+            args(r, "LTRIM");
+            arg_key(r, "u", u->id, ":h");
+            args(r, "0");
+            arg_int(r, (long long)(r->o.history_max - 1));
+            send_cmd(r);
+            queued += 2;
+        }
+        if (nz) {
+            args(r, "ZADD");
+            arg_key(r, "u", u->id, ":ev");
+            for (uint32_t j = 0; j < u->n; j++) {
+                uint32_t e = b->order[u->first + j];
+                if (!b->dup[e] && ev[e].id) {
+                    arg_double(r, ev[e].ts);
+                    args(r, ev[e].id);
+                }
+            }
+            send_cmd(r);
+            args(r, "ZREMRANGEBYRANK");
+            arg_key(r, "u", u->id, ":ev");
+            args(r, "0");
+            arg_int(r, (long long)(-(int)r->o.event_ids_max - 1));
+            send_cmd(r);
+            queued += 2;
+        }
+    }
+    if (m) {
+        /* The video halves in the batch's order. */
+        uint32_t *pos = reel_xmalloc((size_t)m * sizeof *pos), k = 0;
+        for (uint32_t i = lo; i < hi; i++)
+            for (uint32_t j = 0; j < b->u[i].n; j++) {
+                uint32_t e = b->order[b->u[i].first + j];
+                if (!b->dup[e] && moves_video(ev[e].type))
+                    pos[k++] = e;
+            }
+        qsort(pos, m, sizeof *pos, by_u32);
+        unsigned char *x = reel_arena_alloc(&r->a, (size_t)m * VEV, 1), *p = x;
+        for (uint32_t i = 0; i < m; i++)
+            p = put_half(p, &ev[pos[i]], pos[i], b->repeat[pos[i]]);
+        free(pos);
+        args(r, "XADD");
+        arg_plain_key(r, "vlog");
+        args(r, "*");
+        args(r, "e");
+        arg(r, (const char *)x, (size_t)m * VEV);
+        send_cmd(r);
+        queued++;
+    }
+    args(r, "EXEC");
+    send_cmd(r);
+    return queued;
+}
+
+/* The replies of send_tx(): 0 with users lo..hi written, TX_CONFLICT when
+ * another client wrote one of them first (EXEC wrote nothing), an
+ * error. */
+static int recv_tx(reel_redis *r, struct batch *b, uint32_t lo, uint32_t hi,
+                   uint32_t queued)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < 1 + queued; i++) {
+        redisReply *rep = reply(r);
+        if (!rep)
+            return REEL_EUNAVAILABLE;
+        if (rep->type == REDIS_REPLY_ERROR && !rc) {
+            snprintf(r->err, sizeof r->err, "MULTI: %.200s", rep->str);
+            rc = REEL_EIO;
+        }
+        freeReplyObject(rep);
+    }
+    redisReply *rep = reply(r);
+    if (!rep)
+        return REEL_EUNAVAILABLE;
+    if (rep->type == REDIS_REPLY_NIL) {
+        freeReplyObject(rep);
+        return rc ? rc : TX_CONFLICT;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && !rc) {
+        snprintf(r->err, sizeof r->err, "EXEC: %.200s", rep->str);
+        rc = REEL_EIO;
+    } else if (rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rep->elements && !rc; i++)
+            if (rep->element[i]->type == REDIS_REPLY_ERROR) {
+                snprintf(r->err, sizeof r->err, "EXEC: %.200s",
+                         rep->element[i]->str);
+                rc = REEL_EIO;
+            }
+    }
+    freeReplyObject(rep);
+    for (uint32_t i = lo; i < hi && !rc; i++)
+        b->u[i].done = 1;
+    return rc;
+}
+
+/*
+ * The fast path, for users nobody else writes meanwhile (the usual case:
+ * one writer per user at a time): o.tx_users users at a time are watched and
+ * read, then written in one MULTI/EXEC of plain commands (no script); the
+ * next ones' reads go in the same round trip as this one's writes.
+ * 0 once every user is written; TX_CONFLICT when another client wrote some
+ * first (those are left not done); an error.
+ */
+static int apply_tx(reel_redis *r, const reel_featstate *fs,
+                    const reel_redis_ids *ids, struct batch *b)
+{
+    uint32_t *pu = reel_xmalloc(((size_t)b->n_u + 1) * sizeof *pu);
+    for (uint32_t i = 0; i < b->n_u; i++)
+        pu[i] = i;
+    const uint32_t T = r->o.tx_users;
+    reel_arena_reset(&r->a);
+    uint32_t hi0 = b->n_u < T ? b->n_u : T;
+    send_reads(r, b, pu, hi0, 1, 1);
+    int rc = 0, conflict = 0;
+    uint32_t plo = 0, phi = 0, pq = 0;
+    for (uint32_t lo = 0; lo < b->n_u; lo += T) {
+        uint32_t hi = b->n_u - lo < T ? b->n_u : lo + T;
+        if (lo) {
+            rc = recv_tx(r, b, plo, phi, pq);
+            if (rc == TX_CONFLICT) {
+                conflict = 1;
+                rc = 0;
+            } else if (rc) {
+                /* This chunk's reads are still owed: start afresh. */
+                drop(r, NULL);
+                break;
+            }
+        }
+        rc = recv_reads(r, ids, b, pu + lo, hi - lo, 1, 1);
+        /* Nothing is written before the first read: a dead connection
+         * is replaced once. */
+        if (!lo && stale(r, rc) && !(rc = up(r))) {
+            send_reads(r, b, pu, hi0, 1, 1);
+            rc = recv_reads(r, ids, b, pu, hi0, 1, 1);
+        }
+        if (rc) {
+            unwatch(r);
+            break;
+        }
+        user_halves(fs, b, lo, hi);
+        reel_arena_reset(&r->a);
+        pq = send_tx(r, ids, b, lo, hi);
+        plo = lo;
+        phi = hi;
+        if (hi < b->n_u) {
+            uint32_t next = b->n_u - hi < T ? b->n_u - hi : T;
+            send_reads(r, b, pu + hi, next, 1, 1);
+        }
+        if (hi == b->n_u) {
+            rc = recv_tx(r, b, plo, phi, pq);
+            if (rc == TX_CONFLICT) {
+                conflict = 1;
+                rc = 0;
+            }
+        }
+    }
+    free(pu);
+    return rc ? rc : conflict ? TX_CONFLICT : 0;
 }
 
 int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
@@ -1132,7 +1485,10 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
         return rc;
     struct batch b;
     batch_init(&b, ev, n);
-    for (int round = 0;; round++) {
+    /* Conflicts: each user by compare-and-set in a script, round after
+     * round, until every one is written. */
+    rc = r->o.tx_users ? apply_tx(r, fs, ids, &b) : TX_CONFLICT;
+    for (int round = 0; rc == TX_CONFLICT; round++) {
         if (round == MAX_ROUNDS) {
             snprintf(r->err, sizeof r->err,
                      "records kept changing under %d attempts", MAX_ROUNDS);
@@ -1140,58 +1496,30 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
             break;
         }
         reel_arena_reset(&r->a);
-        rc = read_pending(r, ids, &b, round == 0);
-        /* Nothing is written before the first read: a dead connection
-         * is replaced once. */
-        if (round == 0 && stale(r, rc) && !(rc = up(r)))
-            rc = read_pending(r, ids, &b, 1);
-        if (rc)
+        /* The event ids again too: a racing writer may have applied some. */
+        if ((rc = read_pending(r, ids, &b, round == 0)))
             break;
-        /* The user halves, each user's events in order. */
-        for (uint32_t i = 0; i < b.n_u; i++) {
-            struct uslot *u = &b.u[i];
-            if (u->done)
-                continue;
-            for (uint32_t j = 0; j < u->n; j++) {
-                uint32_t e = b.order[u->first + j];
-                if (!b.dup[e])
-                    b.repeat[e] = (int8_t)reel_featstate_apply_user(
-                        fs, &u->fs, ev[e].video, ev[e].type, ev[e].ts,
-                        ev[e].watch_s, ev[e].rating);
-            }
-        }
-        /* The video halves, in the batch's order. */
-        for (uint32_t e = 0; e < n; e++) {
-            struct vslot *v = &b.v[b.vslot[e]];
-            if (!v->done && !b.dup[e])
-                apply_video_half(fs, &ev[e], v, b.repeat[e] > 0);
-        }
-        /* Write back in one script, each record only if nobody wrote it
+        user_halves(fs, &b, 0, b.n_u);
+        /* Write back in one script, each user only if nobody wrote it
          * meanwhile. KEYS first (their count is known), then ARGV. */
-        uint32_t n_ent = 0, n_usr = 0;
+        uint32_t n_usr = 0;
         for (uint32_t i = 0; i < b.n_u; i++)
             n_usr += !b.u[i].done;
-        for (uint32_t i = 0; i < b.n_v; i++)
-            n_ent += !b.v[i].done;
-        n_ent += n_usr;
         args(r, "EVALSHA");
         args(r, r->sha);
-        argf(r, "%u", n_ent + 2 * n_usr);
+        arg_int(r, (long long)(3 * n_usr + 1));
         for (uint32_t i = 0; i < b.n_u; i++)
             if (!b.u[i].done)
                 arg_key(r, "u", b.u[i].id, "");
-        for (uint32_t i = 0; i < b.n_v; i++)
-            if (!b.v[i].done)
-                arg_key(r, "v", ids->id(ids->ctx, b.v[i].video), "");
         for (uint32_t i = 0; i < b.n_u; i++)
             if (!b.u[i].done) {
                 arg_key(r, "u", b.u[i].id, ":h");
                 arg_key(r, "u", b.u[i].id, ":ev");
             }
-        argf(r, "%u", n_ent);
-        argf(r, "%u", n_usr);
-        argf(r, "%u", r->o.history_max);
-        argf(r, "%u", r->o.event_ids_max);
+        arg_plain_key(r, "vlog");
+        arg_int(r, (long long)(n_usr));
+        arg_int(r, (long long)(r->o.history_max));
+        arg_int(r, (long long)(r->o.event_ids_max));
         for (uint32_t i = 0; i < b.n_u; i++)
             if (!b.u[i].done) {
                 unsigned char *x = reel_arena_alloc(&r->a, 8, 1);
@@ -1199,40 +1527,31 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
                 arg(r, (const char *)x, 8);
                 arg_user_val(r, b.u[i].ver + 1, &b.u[i].fs);
             }
-        for (uint32_t i = 0; i < b.n_v; i++)
-            if (!b.v[i].done) {
-                unsigned char *x = reel_arena_alloc(&r->a, 8, 1);
-                put_u64(x, b.v[i].ver);
-                arg(r, (const char *)x, 8);
-                arg_video_val(r, b.v[i].ver + 1, &b.v[i].st);
-            }
-        uint32_t at = 0;
         for (uint32_t i = 0; i < b.n_u; i++) {
             struct uslot *u = &b.u[i];
             if (u->done)
                 continue;
-            argf(r, "%u", ++at);
             uint32_t nh = 0, nz = 0;
             for (uint32_t j = 0; j < u->n; j++) {
                 uint32_t e = b.order[u->first + j];
                 nh += !b.dup[e] && ev[e].type != REEL_EV_IMPRESSION;
                 nz += !b.dup[e] && ev[e].id;
             }
-            argf(r, "%u", nh);
+            arg_int(r, (long long)(nh));
             for (uint32_t j = 0; j < u->n; j++) {
                 uint32_t e = b.order[u->first + j];
                 if (!b.dup[e] && ev[e].type != REEL_EV_IMPRESSION)
-                    argf(r, "%u:%.17g:%s", ev[e].type, ev[e].ts,
-                         ids->id(ids->ctx, ev[e].video));
+                    arg_hist(r, ids, ev[e].type, ev[e].ts, ev[e].video);
             }
-            argf(r, "%u", nz);
+            arg_int(r, (long long)(nz));
             for (uint32_t j = 0; j < u->n; j++) {
                 uint32_t e = b.order[u->first + j];
                 if (!b.dup[e] && ev[e].id) {
-                    argf(r, "%.17g", ev[e].ts);
+                    arg_double(r, ev[e].ts);
                     args(r, ev[e].id);
                 }
             }
+            arg_halves(r, &b, u);
         }
         send_cmd(r);
         redisReply *rep = reply(r);
@@ -1240,8 +1559,8 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
             rc = REEL_EUNAVAILABLE;
             break;
         }
-        /* Entries (1-based, in the order sent) whose version moved. */
-        uint8_t *moved = reel_xcalloc((size_t)n_ent + 1, 1);
+        /* Users (1-based, in the order sent) whose version moved. */
+        uint8_t *moved = reel_xcalloc((size_t)n_usr + 1, 1);
         int again = 0;
         if (rep->type == REDIS_REPLY_ERROR) {
             snprintf(r->err, sizeof r->err, "EVALSHA: %.200s", rep->str);
@@ -1252,7 +1571,7 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
             for (size_t i = 0; i < rep->elements; i++)
                 if (rep->element[i]->type == REDIS_REPLY_INTEGER &&
                     rep->element[i]->integer >= 1 &&
-                    rep->element[i]->integer <= (long long)n_ent) {
+                    rep->element[i]->integer <= (long long)n_usr) {
                     moved[rep->element[i]->integer - 1] = 1;
                     again = 1;
                 }
@@ -1263,51 +1582,40 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
         freeReplyObject(rep);
         if (rc == REEL_EUNAVAILABLE)
             drop(r, NULL);
-        at = 0;
+        uint32_t at = 0;
         for (uint32_t i = 0; i < b.n_u && !rc; i++)
             if (!b.u[i].done)
                 b.u[i].done = !moved[at++];
-        for (uint32_t i = 0; i < b.n_v && !rc; i++)
-            if (!b.v[i].done)
-                b.v[i].done = !moved[at++];
         free(moved);
         if (rc || !again)
             break;
-        /* Writers racing for the same keys: a random pause, growing with
-         * the rounds (up to 20 ms), lets one of them through. */
+        /* Writers racing for the same users: a random pause, growing
+         * with the rounds (up to 20 ms), lets one of them through. */
         r->jitter = r->jitter * 6364136223846793005ull + 1442695040888963407ull;
         unsigned cap = round < 4 ? 1u << round : 20u;
         struct timespec ts = {0,
                               (long)((r->jitter >> 33) % (cap * 1000u)) * 1000};
         nanosleep(&ts, NULL);
+        rc = TX_CONFLICT;
     }
     if (!rc) {
         for (uint32_t e = 0; e < n; e++)
             *n_dup += b.dup[e];
     }
-    if (!rc) {
-        /* Tell the replicas which videos changed. */
-        reel_arena_reset(&r->a);
-        queue_changes(r, &b);
-        redisReply *rep = reply(r);
-        if (!rep)
-            rc = REEL_EUNAVAILABLE;
-        else
-            freeReplyObject(rep);
-    }
     batch_free(&b);
     return rc;
 }
 
-/* --------------------------------------------------------- change feed */
+/* ------------------------------------------------------------ video log */
 
-int reel_redis_changes_tail(reel_redis *r, char cursor[64])
+int reel_redis_vlog_tail(reel_redis *r, reel_redis_sid *tail)
 {
+    *tail = (reel_redis_sid){0, 0};
     int rc = up(r);
     if (rc)
         return rc;
     args(r, "XREVRANGE");
-    arg_plain_key(r, "changes");
+    arg_plain_key(r, "vlog");
     args(r, "+");
     args(r, "-");
     args(r, "COUNT");
@@ -1316,120 +1624,156 @@ int reel_redis_changes_tail(reel_redis *r, char cursor[64])
     redisReply *rep = reply(r);
     if (!rep)
         return REEL_EUNAVAILABLE;
-    snprintf(cursor, 64, "0");
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
         rep->element[0]->type == REDIS_REPLY_ARRAY &&
         rep->element[0]->elements == 2 &&
         rep->element[0]->element[0]->type == REDIS_REPLY_STRING &&
-        rep->element[0]->element[0]->len < 64)
-        snprintf(cursor, 64, "%.*s", (int)rep->element[0]->element[0]->len,
-                 rep->element[0]->element[0]->str);
+        parse_sid(rep->element[0]->element[0]->str,
+                  rep->element[0]->element[0]->len, tail))
+        rc = corrupt(r, "log", "vlog");
     freeReplyObject(rep);
-    return 0;
+    return rc;
 }
 
-static int parse_stream_id(const char *s, size_t len, uint64_t *ms,
-                           uint64_t *seq)
+struct posev {
+    uint32_t pos;
+    reel_redis_vevent e;
+};
+
+static int by_pos(const void *a, const void *b)
 {
-    char tmp[64];
-    if (len >= sizeof tmp)
-        return -1;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    return sscanf(tmp, "%" SCNu64 "-%" SCNu64, ms, seq) == 2 ? 0 : -1;
+    uint32_t x = ((const struct posev *)a)->pos,
+             y = ((const struct posev *)b)->pos;
+    return (x > y) - (x < y);
 }
 
-/* Counts the videos of one change entry's value (4-byte little-endian
- * indexes), and with vid given, copies those below ids->n into it. */
-static uint32_t entry_ids(const redisReply *val, const reel_redis_ids *ids,
-                          uint32_t *vid, uint32_t *n)
+/* The events of one log entry's value, in their batch's order, appended
+ * to *ev; malformed ones are counted in *bad and left out. */
+static void entry_events(const redisReply *val, reel_redis_sid at,
+                         const reel_redis_ids *ids, reel_redis_vevent **ev,
+                         size_t *cap, uint32_t *n, uint32_t *bad)
 {
-    uint32_t count = (uint32_t)(val->len / 4);
-    for (uint32_t i = 0; vid && i < count; i++) {
-        uint32_t v;
-        get_u32((const unsigned char *)val->str + 4 * i, &v);
-        if (v < ids->n)
-            vid[(*n)++] = v;
+    size_t m = val->len / VEV;
+    if (val->len % VEV)
+        ++*bad;
+    struct posev *t = reel_xmalloc((m + 1) * sizeof *t);
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)val->str;
+    for (size_t i = 0; i < m; i++) {
+        struct posev x = {0};
+        float w, rt;
+        p = get_u32(p, &x.e.video);
+        p = get_u32(p, &x.pos);
+        p = get_f64(p, &x.e.ts);
+        p = get_f32(p, &w);
+        p = get_f32(p, &rt);
+        x.e.watch_s = w;
+        x.e.rating = rt;
+        x.e.type = *p++;
+        x.e.repeat = *p++;
+        x.e.seg = *p++;
+        p++;
+        x.e.at = at;
+        if (!isfinite(x.e.ts) || x.e.repeat > 1 || x.e.seg >= REEL_SEGMENTS ||
+            !moves_video(x.e.type)) {
+            ++*bad;
+            continue;
+        }
+        if (x.e.video < ids->n)
+            t[k++] = x;
     }
-    return count;
+    qsort(t, k, sizeof *t, by_pos);
+    REEL_GROW(*ev, *cap, (size_t)*n + k);
+    for (size_t i = 0; i < k; i++)
+        (*ev)[(*n)++] = t[i].e;
+    free(t);
 }
 
-int reel_redis_changes(reel_redis *r, const reel_redis_ids *ids,
-                       char cursor[64], uint32_t *vid, uint32_t max,
-                       uint32_t *n, int *gap)
+int reel_redis_vlog(reel_redis *r, const reel_redis_ids *ids,
+                    reel_redis_sid *cursor, uint32_t max_entries,
+                    reel_redis_vevent **ev, size_t *cap, uint32_t *n, int *gap)
 {
     *n = 0;
     *gap = 0;
     int rc = up(r);
     if (rc)
         return rc;
-    if (!cursor[0])
-        snprintf(cursor, 64, "0");
-    uint64_t ms = 0, seq = 0;
-    int from_start = !strcmp(cursor, "0") ||
-                     parse_stream_id(cursor, strlen(cursor), &ms, &seq);
-    /* The oldest entry kept: newer than the cursor means entries after
-     * the cursor may have been trimmed away. */
-    args(r, "XRANGE");
-    arg_plain_key(r, "changes");
-    args(r, "-");
-    args(r, "+");
-    args(r, "COUNT");
-    args(r, "1");
+    int start = !cursor->ms && !cursor->seq;
+    /* One snapshot: whether the log was ever trimmed (for a cursor at the
+     * start) or the cursor's own entry is still there (trimming removes
+     * the oldest entries first: then nothing after it is gone), and the
+     * entries after it. */
+    args(r, "MULTI");
+    send_cmd(r);
+    args(r, "HEXISTS");
+    arg_plain_key(r, "meta");
+    args(r, "trimmed");
     send_cmd(r);
     args(r, "XRANGE");
-    arg_plain_key(r, "changes");
-    if (from_start)
+    arg_plain_key(r, "vlog");
+    if (start) {
         args(r, "-");
-    else
-        argf(r, "(%s", cursor); /* exclusive: the entries after it */
+        args(r, "-");
+    } else {
+        arg_sid(r, *cursor);
+        arg_sid(r, *cursor);
+    }
+    send_cmd(r);
+    args(r, "XRANGE");
+    arg_plain_key(r, "vlog");
+    if (start) {
+        args(r, "-");
+    } else {
+        argf(r, "(%" PRIu64 "-%" PRIu64, cursor->ms, cursor->seq);
+    }
     args(r, "+");
     args(r, "COUNT");
-    args(r, "64");
+    argf(r, "%u", max_entries ? max_entries : 1);
     send_cmd(r);
-    redisReply *first = reply(r);
-    if (!first)
-        return REEL_EUNAVAILABLE;
-    redisReply *rep = reply(r);
-    if (!rep) {
-        freeReplyObject(first);
-        return REEL_EUNAVAILABLE;
+    args(r, "EXEC");
+    send_cmd(r);
+    redisReply *rep = NULL;
+    for (int i = 0; i < 5; i++) {
+        if (rep)
+            freeReplyObject(rep);
+        if (!(rep = reply(r)))
+            return REEL_EUNAVAILABLE;
     }
-    uint64_t fms, fseq;
-    if (!from_start && first->type == REDIS_REPLY_ARRAY &&
-        first->elements == 1 && first->element[0]->type == REDIS_REPLY_ARRAY &&
-        first->element[0]->elements == 2 &&
-        first->element[0]->element[0]->type == REDIS_REPLY_STRING &&
-        !parse_stream_id(first->element[0]->element[0]->str,
-                         first->element[0]->element[0]->len, &fms, &fseq) &&
-        (fms > ms || (fms == ms && fseq > seq)))
-        *gap = 1;
-    freeReplyObject(first);
-    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements;
-         i++) {
-        const redisReply *ent = rep->element[i];
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_ARRAY ||
+        rep->element[2]->type != REDIS_REPLY_ARRAY) {
+        snprintf(r->err, sizeof r->err, "XRANGE: %.200s",
+                 rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                : "unexpected reply");
+        freeReplyObject(rep);
+        return REEL_EIO;
+    }
+    *gap =
+        start ? rep->element[0]->integer != 0 : rep->element[1]->elements == 0;
+    const redisReply *ents = rep->element[2];
+    uint32_t bad = 0;
+    for (size_t i = 0; !*gap && i < ents->elements; i++) {
+        const redisReply *ent = ents->element[i];
+        reel_redis_sid at;
         if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
             ent->element[0]->type != REDIS_REPLY_STRING ||
-            ent->element[0]->len >= 64)
+            parse_sid(ent->element[0]->str, ent->element[0]->len, &at)) {
+            bad++;
             continue;
+        }
         const redisReply *f = ent->element[1];
-        const redisReply *val = NULL;
         for (size_t j = 0; f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements;
              j += 2)
             if (f->element[j + 1]->type == REDIS_REPLY_STRING)
-                val = f->element[j + 1];
-        uint32_t count = val ? entry_ids(val, ids, NULL, NULL) : 0;
-        if (*n + count > max) {
-            if (*n)
-                break; /* the rest next time */
-            *gap = 1;  /* one entry larger than vid: read everything */
-        } else if (val) {
-            entry_ids(val, ids, vid, n);
-        }
-        snprintf(cursor, 64, "%.*s", (int)ent->element[0]->len,
-                 ent->element[0]->str);
+                entry_events(f->element[j + 1], at, ids, ev, cap, n, &bad);
+        *cursor = at;
     }
     freeReplyObject(rep);
+    if (bad)
+        reel_log_warn("redis: %u malformed video log entries or events "
+                      "skipped",
+                      bad);
     return 0;
 }
 
@@ -1441,17 +1785,31 @@ static int get_marker(reel_redis *r, uint64_t *marker)
     int rc = up(r);
     if (rc)
         return rc;
-    args(r, "HGET");
+    args(r, "HMGET");
     arg_plain_key(r, "meta");
     args(r, "dataset");
+    args(r, "format");
     send_cmd(r);
     redisReply *rep = reply(r);
     if (!rep)
         return REEL_EUNAVAILABLE;
-    if (rep->type == REDIS_REPLY_STRING)
-        *marker = strtoull(rep->str, NULL, 16);
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING) {
+        *marker = strtoull(rep->element[0]->str, NULL, 16);
+        const redisReply *f = rep->element[1];
+        if (f->type != REDIS_REPLY_STRING || f->len != 1 ||
+            f->str[0] != '0' + STATE_FORMAT) {
+            snprintf(r->err, sizeof r->err,
+                     "Redis holds state of format %.10s (this reel writes "
+                     "format %d, docs/formats/redis.md): give this server "
+                     "its own database or prefix, or empty it",
+                     f->type == REDIS_REPLY_STRING ? f->str : "?",
+                     STATE_FORMAT);
+            rc = REEL_EFORMAT;
+        }
+    }
     freeReplyObject(rep);
-    return 0;
+    return rc;
 }
 
 int reel_redis_marker(reel_redis *r, uint64_t *marker)
@@ -1527,16 +1885,16 @@ int reel_redis_seed_user(reel_redis *r, const reel_redis_ids *ids,
         args(r, "LPUSH");
         arg_key(r, "u", user, ":h");
         for (uint32_t i = from; i < n_hist; i++)
-            argf(r, "%u:%.17g:%s", hist[i].type, hist[i].ts,
-                 ids->id(ids->ctx, hist[i].video));
+            arg_hist(r, ids, hist[i].type, hist[i].ts, hist[i].video);
         send_cmd(r);
         r->pending += 2;
     }
     return 0;
 }
 
-int reel_redis_seed_video(reel_redis *r, const reel_redis_ids *ids,
-                          uint32_t video, const reel_redis_video *v)
+/* Queues a video record (seeding, checkpoints). */
+static int put_video(reel_redis *r, const reel_redis_ids *ids, uint32_t video,
+                     const reel_redis_video *v)
 {
     if (!r->c)
         return REEL_EUNAVAILABLE;
@@ -1548,10 +1906,18 @@ int reel_redis_seed_video(reel_redis *r, const reel_redis_ids *ids,
     }
     args(r, "SET");
     arg_key(r, "v", ids->id(ids->ctx, video), "");
-    arg_video_val(r, 1, v);
+    arg_video_val(r, v);
     send_cmd(r);
     r->pending++;
     return 0;
+}
+
+int reel_redis_seed_video(reel_redis *r, const reel_redis_ids *ids,
+                          uint32_t video, const reel_redis_video *v)
+{
+    reel_redis_video x = *v;
+    x.at = (reel_redis_sid){0, 0};
+    return put_video(r, ids, video, &x);
 }
 
 int reel_redis_seed_flush(reel_redis *r)
@@ -1563,26 +1929,140 @@ int reel_redis_seed_flush(reel_redis *r)
     return rc;
 }
 
+/* Reads n replies, the last into *last (NULL: freed); REEL_EIO when one
+ * is an error. */
+static int replies(reel_redis *r, int n, redisReply **last)
+{
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        redisReply *rep = reply(r);
+        if (!rep)
+            return REEL_EUNAVAILABLE;
+        if (rep->type == REDIS_REPLY_ERROR && !rc) {
+            snprintf(r->err, sizeof r->err, "%.200s", rep->str);
+            rc = REEL_EIO;
+        }
+        if (i == n - 1 && last)
+            *last = rep;
+        else
+            freeReplyObject(rep);
+    }
+    return rc;
+}
+
 int reel_redis_seed_end(reel_redis *r, uint64_t marker)
 {
     int rc = reel_redis_seed_flush(r);
     if (rc)
         return rc;
+    /* A log left by an earlier state would be applied on top of this one. */
+    args(r, "DEL");
+    arg_plain_key(r, "vlog");
+    send_cmd(r);
+    args(r, "HDEL");
+    arg_plain_key(r, "meta");
+    args(r, "trimmed");
+    send_cmd(r);
     args(r, "HSET");
     arg_plain_key(r, "meta");
     args(r, "dataset");
     argf(r, "%016llx", (unsigned long long)marker);
     args(r, "format");
-    args(r, "1");
+    argf(r, "%d", STATE_FORMAT);
+    args(r, "videos_at");
+    args(r, "0-0");
     send_cmd(r);
     args(r, "DEL");
     arg_plain_key(r, "seeding");
     send_cmd(r);
-    for (int i = 0; i < 2; i++) {
-        redisReply *rep = reply(r);
-        if (!rep)
-            return REEL_EUNAVAILABLE;
-        freeReplyObject(rep);
+    return replies(r, 4, NULL);
+}
+
+/* ---------------------------------------------------------- checkpoints */
+
+static int videos_at(reel_redis *r, reel_redis_sid *at)
+{
+    *at = (reel_redis_sid){0, 0};
+    int rc = up(r);
+    if (rc)
+        return rc;
+    args(r, "HGET");
+    arg_plain_key(r, "meta");
+    args(r, "videos_at");
+    send_cmd(r);
+    redisReply *rep = reply(r);
+    if (!rep)
+        return REEL_EUNAVAILABLE;
+    if (rep->type == REDIS_REPLY_STRING && parse_sid(rep->str, rep->len, at))
+        rc = corrupt(r, "checkpoint position", "meta");
+    freeReplyObject(rep);
+    return rc;
+}
+
+int reel_redis_videos_at(reel_redis *r, reel_redis_sid *at)
+{
+    int rc = videos_at(r, at);
+    if (stale(r, rc))
+        rc = videos_at(r, at);
+    return rc;
+}
+
+int reel_redis_ckpt_begin(reel_redis *r, int lock_ms, int *mine,
+                          reel_redis_sid *at)
+{
+    *mine = 0;
+    *at = (reel_redis_sid){0, 0};
+    int rc = up(r);
+    if (rc)
+        return rc;
+    args(r, "SET");
+    arg_plain_key(r, "checkpoint");
+    argf(r, "%d", (int)getpid());
+    args(r, "NX");
+    args(r, "PX");
+    argf(r, "%d", lock_ms > 0 ? lock_ms : 1);
+    send_cmd(r);
+    redisReply *rep = reply(r);
+    if (!rep)
+        return REEL_EUNAVAILABLE;
+    *mine = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    if (!*mine)
+        return 0;
+    return videos_at(r, at);
+}
+
+int reel_redis_ckpt_video(reel_redis *r, const reel_redis_ids *ids,
+                          uint32_t video, const reel_redis_video *v)
+{
+    return put_video(r, ids, video, v);
+}
+
+int reel_redis_ckpt_end(reel_redis *r, reel_redis_sid at, reel_redis_sid trim)
+{
+    int rc = reel_redis_seed_flush(r);
+    if (rc)
+        return rc;
+    int trims = trim.ms || trim.seq;
+    args(r, "MULTI");
+    send_cmd(r);
+    args(r, "HSET");
+    arg_plain_key(r, "meta");
+    args(r, "videos_at");
+    arg_sid(r, at);
+    if (trims) {
+        args(r, "trimmed");
+        args(r, "1");
     }
-    return 0;
+    send_cmd(r);
+    if (trims) {
+        args(r, "XTRIM");
+        arg_plain_key(r, "vlog");
+        args(r, "MINID");
+        arg_sid(r, trim);
+        send_cmd(r);
+    }
+    args(r, "EXEC");
+    send_cmd(r);
+    return replies(r, 3 + trims, NULL);
 }

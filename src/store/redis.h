@@ -4,21 +4,35 @@
  * gives every key and field).
  *
  * Per user, under one hash tag so that a Redis Cluster keeps them in one
- * slot: a hash of feature counters and the recent ring, a capped list of
- * history events, and a capped sorted set of applied event ids (for
- * de-duplication). Per video: a hash of statistics. A stream lists the
- * videos each write changed, so that replicas refresh their copy of the
- * video statistics (reel_redis_changes()).
+ * slot: a string with the feature counters and the recent ring, a capped
+ * list of history events, and a capped sorted set of applied event ids
+ * (for de-duplication).
  *
- * Writes are computed in C by the same functions as the embedded store
- * (reel_featstate_apply_user / _video), then written back with a
- * compare-and-set script per batch (each record carries a version): concurrent
- * writers (several ingest workers, HTTP events on several replicas) never lose
- * an update; a key that changed meanwhile is read and computed again. All reads
- * of a batch are one pipelined round trip, all writes another.
+ * Users are written by compare-and-set: their new records are computed in
+ * C by the same function as the embedded store (reel_featstate_apply_user)
+ * and written back by one script per batch that writes each record only if
+ * its version (the value's first 8 bytes) is still the one read, so
+ * concurrent writers (several ingest workers, HTTP events on several
+ * replicas) never lose an update; a user that changed meanwhile is read and
+ * computed again. All reads of a batch are one pipelined round trip, all
+ * writes another.
+ *
+ * Videos are event-sourced: the same script appends the video half of
+ * every event it applied (video, type, time, watch time, rating, the
+ * user's repeat verdict and segment) to one stream, the video log, in one
+ * entry per write. Every process keeps the video statistics in memory and
+ * applies the log's entries in order (reel_redis_vlog(), then
+ * reel_redis_video_apply() or its own twin), so writes never touch a
+ * shared video record and never conflict on one. Checkpoints make the log
+ * short: one process at a time (a lock) writes the records of the videos
+ * that changed, each stamped with the log position it includes, then
+ * moves the checkpoint's position (reel_redis_videos_at()) and trims the
+ * log before the previous one. A process starts from the records and
+ * applies the log after that position, skipping the entries a record
+ * already includes.
  *
  * Keys and history entries name videos by their ids; the packed records
- * and the change stream hold video indexes, which are the same in every
+ * and the video log hold video indexes, which are the same in every
  * process sharing the state because they share the dataset (its
  * fingerprint is the state's marker, and catalogue changes are off in
  * this mode). The caller maps ids and indexes (reel_redis_ids).
@@ -52,7 +66,9 @@ typedef struct reel_redis_opts {
     int io_timeout_ms;      /* 1000 */
     uint32_t history_max;   /* 1000: history events kept per user */
     uint32_t event_ids_max; /* 1000: applied event ids kept per user */
-    uint32_t changes_max;   /* 100000: change-stream entries kept (about) */
+    /* 128: users per MULTI/EXEC of reel_redis_apply(); 0: every write by
+     * the compare-and-set script. */
+    uint32_t tx_users;
 } reel_redis_opts;
 
 void reel_redis_opts_init(reel_redis_opts *o);
@@ -103,24 +119,90 @@ int reel_redis_user_get(reel_redis *r, const char *user,
                         reel_redis_hist *hist, uint32_t hist_max,
                         uint32_t *n_hist, uint64_t *found);
 
+/* A position in the video log (a Redis stream id, ms-seq); {0, 0}: before
+ * every entry. */
+typedef struct reel_redis_sid {
+    uint64_t ms, seq;
+} reel_redis_sid;
+
+/* -1, 0, 1 as a is before, at, after b. */
+int reel_redis_sid_cmp(reel_redis_sid a, reel_redis_sid b);
+
 /* What the store keeps per video beyond the feature counters: the cold
  * start's counts (positive events, and decayed with a one-day half-life
- * as of d1_ts) and positive events per demographic segment. */
+ * as of d1_ts) and positive events per demographic segment; at: the log
+ * entries the record includes (those up to at). */
 typedef struct reel_redis_video {
     reel_fs_video fs;
     uint32_t pos;
     float d1;
     double d1_ts;
     uint32_t seg[REEL_SEGMENTS]; /* positive events per segment */
+    reel_redis_sid at;
 } reel_redis_video;
 
 void reel_redis_video_init(reel_redis_video *v);
 
-/* Videos vid[0..n)'s statistics into out (reel_redis_video_init() for
- * videos Redis has none of); pipelined, one round trip. */
+/* Videos vid[0..n)'s checkpointed records into out
+ * (reel_redis_video_init() for videos Redis has none of); pipelined, one
+ * round trip. Each is complete up to its `at`: apply the log's entries
+ * after it (read reel_redis_videos_at() before the records). */
 int reel_redis_videos_get(reel_redis *r, const reel_redis_ids *ids,
                           const uint32_t *vid, uint32_t n,
                           reel_redis_video *out);
+
+/* The checkpoint's log position: every video's record includes the log
+ * up to it at least ({0, 0} after seeding). */
+int reel_redis_videos_at(reel_redis *r, reel_redis_sid *at);
+
+/* The video half of one applied event, as the video log holds it. */
+typedef struct reel_redis_vevent {
+    reel_redis_sid at; /* its log entry */
+    uint32_t video;    /* below ids->n */
+    uint8_t type;
+    uint8_t repeat; /* the user's previous view was this video */
+    uint8_t seg;    /* the user's segment (REEL_NO_SEGMENT: none) */
+    double ts;
+    float watch_s, rating;
+} reel_redis_vevent;
+
+/* Applies e to v (fs: the video tables), as the embedded store would
+ * (reel_featstate_apply_video plus the cold start's counts). v->at is
+ * left as it is: a reader applies the events after the loaded record's
+ * `at` (one entry may hold several events of one video). */
+void reel_redis_video_apply(const reel_featstate *fs, reel_redis_video *v,
+                            const reel_redis_vevent *e);
+
+/*
+ * The video log's entries after *cursor (at most max_entries of them):
+ * their events, in order, into *ev (grown as needed, *cap its size; events
+ * of videos >= ids->n left out), their count into *n; *cursor moves to the
+ * last entry read. *gap is set when entries after the cursor have been
+ * trimmed away: read every video again (reel_redis_videos_at(), then
+ * reel_redis_videos_get()) and go on from there.
+ */
+int reel_redis_vlog(reel_redis *r, const reel_redis_ids *ids,
+                    reel_redis_sid *cursor, uint32_t max_entries,
+                    reel_redis_vevent **ev, size_t *cap, uint32_t *n, int *gap);
+
+/* The newest log entry's position into *tail ({0, 0}: none). */
+int reel_redis_vlog_tail(reel_redis *r, reel_redis_sid *tail);
+
+/*
+ * Checkpoints, by one process at a time: _begin() takes the checkpoint
+ * lock for lock_ms (*mine: 1 when taken, 0 when another process holds
+ * it; it is never released, it expires: one checkpoint per lock_ms) and
+ * reads the checkpoint's position into *at (write nothing unless your
+ * state is at least there). _video() queues a video's record (v->at:
+ * what it includes), pipelined. _end() writes the queued records, moves
+ * the position to `at` and trims the log before `trim` (the previous
+ * position: processes still loading from it can go on).
+ */
+int reel_redis_ckpt_begin(reel_redis *r, int lock_ms, int *mine,
+                          reel_redis_sid *at);
+int reel_redis_ckpt_video(reel_redis *r, const reel_redis_ids *ids,
+                          uint32_t video, const reel_redis_video *v);
+int reel_redis_ckpt_end(reel_redis *r, reel_redis_sid at, reel_redis_sid trim);
 
 /* An event to apply: user id, video index, and the optional event id
  * (de-duplicated against the user's last event_ids_max). seg: the user's
@@ -136,29 +218,18 @@ typedef struct reel_redis_event {
 } reel_redis_event;
 
 /*
- * Applies ev[0..n) (each user's in the given order) to the users' and
- * videos' records; fs gives the video tables (durations, categories,
- * languages). *n_dup counts events skipped as already applied. 0 once
- * everything is written; REEL_EUNAVAILABLE when Redis went down (some
- * keys may be written: delivery is at least once, event ids make a
- * retry exact); REEL_EBUSY after too many conflicting writers.
+ * Applies ev[0..n) (each user's in the given order) to the users' records
+ * and appends their video halves to the video log; fs gives the video
+ * tables (durations, categories, languages). *n_dup counts events skipped
+ * as already applied. 0 once everything is written; REEL_EUNAVAILABLE
+ * when Redis went down (some users may be written: delivery is at least
+ * once, event ids make a retry exact; a user's record, history, event ids
+ * and video halves are written together or not at all); REEL_EBUSY after
+ * too many conflicting writers.
  */
 int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
                      const reel_redis_ids *ids, const reel_redis_event *ev,
                      uint32_t n, uint32_t *n_dup);
-
-/*
- * Videos changed since *cursor (a stream id; "" or "0": from the start
- * of the stream, "$": from now), up to max, into vid (unknown ones left
- * out), and the new cursor. *gap is set when entries after the cursor
- * were trimmed away (the caller should read every video again).
- */
-int reel_redis_changes(reel_redis *r, const reel_redis_ids *ids,
-                       char cursor[64], uint32_t *vid, uint32_t max,
-                       uint32_t *n, int *gap);
-
-/* The newest change-stream id into cursor ("0" when empty). */
-int reel_redis_changes_tail(reel_redis *r, char cursor[64]);
 
 /*
  * The marker of the dataset the state derives from (a fingerprint),
@@ -172,8 +243,10 @@ int reel_redis_seed_begin(reel_redis *r, int *mine);
 int reel_redis_seed_end(reel_redis *r, uint64_t marker);
 
 /* Seeding writes: a user's or a video's whole record (no versions
- * checked: nobody else writes before the marker is set), pipelined; call
- * _flush() after the last. hist is oldest first. */
+ * checked: nobody else writes before the marker is set; a video's record
+ * at log position {0, 0}), pipelined; call _flush() after the last. hist
+ * is oldest first. _seed_end() also sets the checkpoint's position to
+ * {0, 0}. */
 int reel_redis_seed_user(reel_redis *r, const reel_redis_ids *ids,
                          const char *user, const reel_fs_user *fs,
                          const reel_redis_hist *hist, uint32_t n_hist);
