@@ -134,7 +134,7 @@ struct sim {
     /* Stop between lists (a signal, a hopeless server); cancel in-flight
      * requests (a second signal). */
     atomic_int stop, cancel, interrupted;
-    atomic_int fails_in_a_row, printed;
+    atomic_int fails_in_a_row, printed, printed_kinds;
     char abort_reason[512];
     int aborted;
 
@@ -371,12 +371,17 @@ static int parse_opts(int argc, char **argv, struct opts *o, int *done)
 /* ------------------------------------------------------------- errors */
 
 /* Prints one of the first few errors of a run. */
-static void note(struct sim *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void note(struct sim *s, const char *fmt, ...)
+/* What a message is about: the first of each kind is always printed
+ * (a run's first errors may all be of one kind). */
+enum note_kind { N_HTTP, N_ANSWER, N_REFUSED, N_OTHER };
+
+static void note(struct sim *s, enum note_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void note(struct sim *s, enum note_kind kind, const char *fmt, ...)
 {
+    int first = !(atomic_fetch_or(&s->printed_kinds, 1 << kind) & 1 << kind);
     int k = atomic_fetch_add(&s->printed, 1);
-    if (k >= MAX_PRINTED)
+    if (k >= MAX_PRINTED && !first)
         return;
     char msg[640];
     va_list ap;
@@ -449,7 +454,7 @@ static void exchange_failed(struct sim *s, struct tally *t, const char *what,
                                        "--token)"
                                      : "");
     }
-    note(s, "%s", msg);
+    note(s, N_HTTP, "%s", msg);
     failed(s, msg);
 }
 
@@ -677,8 +682,8 @@ static int one_list(struct worker *w, uint32_t slot)
     const json_t *items = json_object_get(root, "items");
     if (!json_is_array(items)) {
         t->err_answer++;
-        note(s, "%s: the answer is not a recommendation list (%s)", what,
-             root ? "no \"items\" array" : je.text);
+        note(s, N_ANSWER, "%s: the answer is not a recommendation list (%s)",
+             what, root ? "no \"items\" array" : je.text);
         failed(s, what);
         json_decref(root);
         return -1;
@@ -695,7 +700,8 @@ static int one_list(struct worker *w, uint32_t slot)
         const json_t *v = json_object_get(json_array_get(items, i), "video");
         if (!json_is_string(v)) {
             t->err_answer++;
-            note(s, "%s: item %zu of the answer has no \"video\"", what, i);
+            note(s, N_ANSWER, "%s: item %zu of the answer has no \"video\"",
+                 what, i);
             failed(s, what);
             json_decref(root);
             return -1;
@@ -796,7 +802,8 @@ static int one_list(struct worker *w, uint32_t slot)
     const json_t *rej = json_object_get(root, "rejected");
     if (!json_is_integer(acc) || !json_is_array(rej)) {
         t->err_answer++;
-        note(s, "%s: the 202 answer lacks \"accepted\" or \"rejected\"", what);
+        note(s, N_ANSWER,
+             "%s: the 202 answer lacks \"accepted\" or \"rejected\"", what);
         t->events_accepted += n_ev;
     } else {
         t->events_accepted += (uint64_t)json_integer_value(acc);
@@ -804,7 +811,7 @@ static int one_list(struct worker *w, uint32_t slot)
         if (json_array_size(rej)) {
             const char *e = json_string_value(
                 json_object_get(json_array_get(rej, 0), "error"));
-            note(s,
+            note(s, N_REFUSED,
                  "%s: the server refused %zu of %llu events (the first: "
                  "%s)",
                  what, json_array_size(rej), (unsigned long long)n_ev,
@@ -1434,7 +1441,7 @@ static int run(struct sim *s)
         w[i].s = s;
         reel_buf_init(&w[i].body);
         if (reel_httpc_open(s->o.server, &ho, &w[i].c, &d)) {
-            note(s, "%s", d.msg);
+            note(s, N_OTHER, "%s", d.msg);
             break;
         }
         atomic_fetch_add(&s->running, 1);
@@ -1442,7 +1449,7 @@ static int run(struct sim *s)
             atomic_fetch_sub(&s->running, 1);
             reel_httpc_close(w[i].c);
             w[i].c = NULL;
-            note(s, "cannot start a thread");
+            note(s, N_OTHER, "cannot start a thread");
             break;
         }
         started++;
