@@ -23,7 +23,8 @@ static void help(FILE *out)
             "                        [--m 16] [--ef-construction 200] "
             "[--threads N]\n"
             "                        [--kind hnsw|flat] [--storage "
-            "f32|bf16|int8] [--seed 42]\n"
+            "f32|bf16|int8] [--rescore N]\n"
+            "                        [--seed 42]\n"
             "       reel index query --index INDEX --queries FILE --k 10 [--ef "
             "64]\n"
             "                        [--threads 1] [--truth FILE]\n"
@@ -39,7 +40,11 @@ static void help(FILE *out)
             "  (default: all CPUs) and writes it (docs/formats/index.md).\n"
             "  --storage bf16|int8 keeps compact vectors in the graph and "
             "re-scores\n"
-            "  the best candidates with the float32 originals.\n"
+            "  the best candidates with the float32 originals: --rescore N of "
+            "them\n"
+            "  (default 0: four times the k asked for; the search then keeps "
+            "at least\n"
+            "  that many).\n"
             "query: prints one line per query, the k nearest ids first, "
             "space-separated;\n"
             "  then on stderr the queries per second. --truth FILE (.ivecs or "
@@ -78,6 +83,7 @@ static int build(int argc, char **argv)
         {"kind", required_argument, 0, 'k'},
         {"storage", required_argument, 0, 's'},
         {"seed", required_argument, 0, 'S'},
+        {"rescore", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -85,7 +91,7 @@ static int build(int argc, char **argv)
     enum reel_metric metric = REEL_METRIC_L2;
     enum reel_index_kind kind = REEL_INDEX_HNSW;
     enum reel_vec_storage storage = REEL_VEC_F32;
-    uint32_t m = 16, efc = 200, threads = 0;
+    uint32_t m = 16, efc = 200, threads = 0, rescore = 0;
     uint64_t seed = 42;
     int c;
     optind = 1;
@@ -132,6 +138,11 @@ static int build(int argc, char **argv)
             if (reel_cmd_parse_u64(optarg, 0, UINT64_MAX, &seed))
                 return usage("bad --seed '%s'", optarg);
             break;
+        case 'R':
+            if (parse_u32("R", optarg, 0, 1u << 20, &rescore))
+                return usage("--rescore must be in 0..1048576, not '%s'",
+                             optarg);
+            break;
         case 'h':
             help(stdout);
             return REEL_EXIT_OK;
@@ -170,6 +181,7 @@ static int build(int argc, char **argv)
     o.m = m;
     o.ef_construction = efc;
     o.storage = storage;
+    o.rescore = rescore;
     o.seed = seed;
     reel_index *ix;
     if (reel_index_new(&o, &ix, &d)) {

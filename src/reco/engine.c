@@ -1970,6 +1970,12 @@ static int redis_ingest(reel_engine *en, const reel_event_in *ev, uint32_t n,
     j->done = done;
     j->ctx = ctx;
     pthread_mutex_lock(&en->jq_mu);
+    if (en->jq_stop) {
+        /* Closing: the applier may be gone. */
+        pthread_mutex_unlock(&en->jq_mu);
+        rjob_free(j);
+        return REEL_ECANCELED;
+    }
     if (en->jq_tail)
         en->jq_tail->next = j;
     else
