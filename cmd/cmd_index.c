@@ -465,13 +465,14 @@ static int stats(int argc, char **argv)
     if (json) {
         printf("{\"kind\":\"%s\",\"metric\":\"%s\",\"storage\":\"%s\","
                "\"count\":%llu,\"deleted\":%llu,\"dim\":%u,\"m\":%u,"
-               "\"ef_construction\":%u,\"memory_bytes\":%llu,\"max_level\":"
-               "%u,\"mean_degree0\":%.3f,\"open_s\":%.4f,\"levels\":[",
+               "\"ef_construction\":%u,\"rescore\":%u,\"memory_bytes\":%llu,"
+               "\"max_level\":%u,\"mean_degree0\":%.3f,\"open_s\":%.4f,"
+               "\"levels\":[",
                reel_index_kind_name(s.kind), reel_metric_name(s.metric),
                reel_vec_storage_name(s.storage), (unsigned long long)s.n_live,
                (unsigned long long)s.n_deleted, s.dim, s.m, s.ef_construction,
-               (unsigned long long)s.memory_bytes, s.max_level, s.mean_degree0,
-               t_open);
+               s.rescore, (unsigned long long)s.memory_bytes, s.max_level,
+               s.mean_degree0, t_open);
         for (uint32_t l = 0; l <= s.max_level; l++)
             printf("%s%llu", l ? "," : "",
                    (unsigned long long)s.level_counts[l]);
@@ -483,6 +484,9 @@ static int stats(int argc, char **argv)
            reel_index_kind_name(s.kind), reel_metric_name(s.metric),
            reel_vec_storage_name(s.storage), (unsigned long long)s.n_live,
            (unsigned long long)s.n_deleted, s.dim);
+    if (s.storage != REEL_VEC_F32)
+        printf("rescore     %u%s\n", s.rescore,
+               s.rescore ? "" : " (four times the k asked for)");
     if (s.kind == REEL_INDEX_HNSW)
         printf("m           %u\nef_constr.  %u\nmean degree %.2f (level "
                "0)\n",

@@ -741,6 +741,7 @@ void reel_index_get_stats(const reel_index *ix, reel_index_stats *s)
     s->storage = ix->o.storage;
     s->dim = ix->o.dim;
     s->m = ix->m;
+    s->rescore = ix->o.rescore;
     s->ef_construction =
         ix->o.kind == REEL_INDEX_HNSW ? ix->o.ef_construction : 0;
     s->id_limit = atomic_load(&ix->id_limit);

@@ -128,6 +128,7 @@ typedef struct reel_index_stats {
     enum reel_metric metric;
     enum reel_vec_storage storage;
     uint32_t dim, m, ef_construction;
+    uint32_t rescore; /* compact storage's exact re-scoring (0: 4k) */
     uint64_t n_live, n_deleted, id_limit; /* id_limit: largest id + 1 */
     uint32_t max_level;
     uint64_t level_counts[32]; /* items whose top level is l */

@@ -107,6 +107,12 @@ expect 0 "$REEL" index query --index "$T/x.idx" --queries "$T/x.fvecs" --k 1
 [ "$(tr '\n' ' ' <"$T/out")" = "0 1 2 3 " ] && ok || bad "index query: $(cat "$T/out")"
 contains "$T/err" "queries/s"
 expect 0 "$REEL" index stats --index "$T/x.idx" --json; contains "$T/out" '"count":4'
+expect 0 "$REEL" index build --vectors "$T/x.fvecs" --out "$T/q.idx" --threads 1 \
+  --storage int8 --rescore 3
+expect 0 "$REEL" index stats --index "$T/q.idx" --json; contains "$T/out" '"rescore":3'
+expect 0 "$REEL" index query --index "$T/q.idx" --queries "$T/x.fvecs" --k 1
+[ "$(tr '\n' ' ' <"$T/out")" = "0 1 2 3 " ] && ok || bad "int8 index query: $(cat "$T/out")"
+expect 2 "$REEL" index build --vectors "$T/x.fvecs" --out "$T/y.idx" --rescore lots
 expect 2 "$REEL" index build --vectors "$T/x.fvecs"
 expect 2 "$REEL" index build --vectors "$T/x.fvecs" --out "$T/y.idx" --metric cosinus
 head -c 20 "$T/x.fvecs" >"$T/cut.fvecs"
