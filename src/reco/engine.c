@@ -456,12 +456,18 @@ static void cold_compute(reel_engine *en)
 {
     uint32_t nv = en->n_videos, n = en->o.cold_n ? en->o.cold_n : 1;
     struct topn t = {reel_xmalloc((size_t)n * sizeof *t.h), 0, n};
-    /* Decayed to the latest event: the order is the same at any later
-     * time, since every count decays by the same factor. */
+    /* Decayed to the latest positive event: the order is the same at any
+     * later time, since every count decays by the same factor, and the
+     * reference is the same wherever the counts came from (the Redis
+     * store's copy does not see every event's time). */
+    double ref = -INFINITY;
+    for (uint32_t v = 0; v < nv; v++)
+        if (is_live(en, v) && en->pos[v] && en->d1_ts[v] > ref)
+            ref = en->d1_ts[v];
     for (uint32_t v = 0; v < nv; v++) {
         if (!is_live(en, v) || !en->pos[v])
             continue;
-        double dt = en->last_ts - en->d1_ts[v];
+        double dt = ref - en->d1_ts[v];
         top_push(&t, v, (float)(en->d1[v] * (dt > 0 ? exp2(-dt / DAY) : 1.0)));
     }
     free(en->trend);
@@ -1393,9 +1399,12 @@ static void mirror_video(reel_engine *en, uint32_t v,
     if (st->d1_ts > en->last_ts)
         en->last_ts = st->d1_ts;
     for (uint32_t g = 0; g < N_SEG; g++) {
-        uint32_t have = seg_get(&en->seg, seg_key(g, v));
-        if (st->seg[g] > have)
-            seg_add(&en->seg, seg_key(g, v), st->seg[g] - have);
+        /* Exactly the record's (a Redis that lost data has fewer). */
+        uint64_t key = seg_key(g, v);
+        if (st->seg[g] == seg_get(&en->seg, key))
+            continue;
+        seg_add(&en->seg, key, 0);
+        en->seg.cnt[seg_slot(&en->seg, key)] = st->seg[g];
     }
     en->v_at[v] = st->at;
 }
@@ -1415,6 +1424,7 @@ static int mirror_load(reel_engine *en, reel_redis *r)
     int rc = reel_redis_videos_at(r, &at);
     if (rc)
         return rc;
+    en->last_ts = -INFINITY; /* from the records again */
     uint32_t *ids = reel_xmalloc(CHUNK * sizeof *ids);
     reel_redis_video *st = reel_xmalloc(CHUNK * sizeof *st);
     reel_redis_ids map = en_ids(en);
@@ -1596,6 +1606,8 @@ static int seed(reel_engine *en, reel_redis *r)
 /* Seeds Redis if nobody has, then copies the video statistics: 0 when
  * ready, REEL_EBUSY while another process seeds, REEL_EFORMAT when Redis
  * holds another dataset's state, REEL_EUNAVAILABLE. */
+static int vlog_catch_up(reel_engine *en, reel_redis *r);
+
 static int redis_init(reel_engine *en, reel_redis *r)
 {
     uint64_t m;
@@ -1627,7 +1639,8 @@ static int redis_init(reel_engine *en, reel_redis *r)
         if ((rc = seed(en, r)))
             return rc;
     }
-    if ((rc = mirror_load(en, r)))
+    /* Ready once the copy has caught up with the log. */
+    if ((rc = mirror_load(en, r)) || (rc = vlog_catch_up(en, r)))
         return rc;
     pthread_rwlock_wrlock(&en->lock);
     cold_compute(en);
@@ -1639,6 +1652,33 @@ static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x > y) - (x < y);
+}
+
+/* Applies the video log after the cursor, up to its end. */
+static int vlog_catch_up(reel_engine *en, reel_redis *r)
+{
+    reel_redis_ids map = en_ids(en);
+    for (int reloads = 0;;) {
+        uint32_t n;
+        int gap;
+        int rc = reel_redis_vlog(r, &map, &en->r_cursor, 256, &en->r_ev,
+                                 &en->r_ev_cap, &n, &gap);
+        if (rc)
+            return rc;
+        if (gap) {
+            reel_log_warn("redis: the video log was trimmed past this "
+                          "process's position; reading every video again");
+            if ((rc = mirror_load(en, r)) || ++reloads == 3)
+                return rc; /* the next refresh goes on */
+            continue;
+        }
+        if (!n)
+            return 0;
+        pthread_rwlock_wrlock(&en->lock);
+        for (uint32_t i = 0; i < n; i++)
+            mirror_apply(en, &en->r_ev[i]);
+        pthread_rwlock_unlock(&en->lock);
+    }
 }
 
 /* One refresh: the video log after the cursor, then maybe a
@@ -1656,27 +1696,8 @@ static int redis_refresh(reel_engine *en, reel_redis *r)
         atomic_store(&en->r_ready, 0);
         return 0;
     }
-    reel_redis_ids map = en_ids(en);
-    for (;;) {
-        uint32_t n;
-        int gap;
-        if ((rc = reel_redis_vlog(r, &map, &en->r_cursor, 256, &en->r_ev,
-                                  &en->r_ev_cap, &n, &gap)))
-            return rc;
-        if (gap) {
-            reel_log_warn("redis: the video log was trimmed past this "
-                          "process's position; reading every video again");
-            if ((rc = mirror_load(en, r)))
-                return rc;
-            break; /* the next refresh goes on from the checkpoint */
-        }
-        if (!n)
-            break;
-        pthread_rwlock_wrlock(&en->lock);
-        for (uint32_t i = 0; i < n; i++)
-            mirror_apply(en, &en->r_ev[i]);
-        pthread_rwlock_unlock(&en->lock);
-    }
+    if ((rc = vlog_catch_up(en, r)))
+        return rc;
     pthread_rwlock_wrlock(&en->lock);
     if (en->o.cold_refresh_s <= 0 ||
         reel_clock_mono() - en->cold_at >= en->o.cold_refresh_s)

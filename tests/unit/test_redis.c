@@ -275,7 +275,6 @@ static void env_close(struct env *e)
     free(e->dir);
 }
 
-
 /* Every video's statistics as a process starting now sees them: the
  * checkpoint's records, then the video log after the checkpoint's
  * position (each video skipping what its record includes). Returns the
@@ -836,8 +835,8 @@ static void wait_refresh(reel_engine *en)
     fail_msg("no refresh of the video statistics");
 }
 
-static void same_recommendations(reel_engine *a, reel_engine *b,
-                                 const char *user)
+static void same_recommendations_at(int line, reel_engine *a, reel_engine *b,
+                                    const char *user)
 {
     reel_reco_item x[10], y[10];
     uint32_t nx, ny;
@@ -847,13 +846,18 @@ static void same_recommendations(reel_engine *a, reel_engine *b,
     assert_int_equal(
         reel_engine_recommend(b, user, 10, NULL, y, &ny, &sy, NULL), 0);
     if (nx != ny || sx != sy)
-        fail_msg("%s: %u items (source %d) against %u (source %d)", user, nx,
-                 sx, ny, sy);
-    for (uint32_t i = 0; i < nx; i++) {
-        assert_int_equal(x[i].video, y[i].video);
-        assert_true(x[i].score == y[i].score);
-    }
+        fail_msg("line %d: %s: %u items (source %d) against %u (source %d)",
+                 line, user, nx, sx, ny, sy);
+    for (uint32_t i = 0; i < nx; i++)
+        if (x[i].video != y[i].video || x[i].score != y[i].score)
+            fail_msg("line %d: %s: item %u: video %u score %.9g against "
+                     "video %u score %.9g (source %d)",
+                     line, user, i, x[i].video, x[i].score, y[i].video,
+                     y[i].score, sx);
 }
+
+#define same_recommendations(a, b, user)                                       \
+    same_recommendations_at(__LINE__, a, b, user)
 
 static reel_event_in event(const char *user, const char *video, int type,
                            double ts, const char *id)
