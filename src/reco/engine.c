@@ -1478,9 +1478,12 @@ static int checkpoint(reel_engine *en, reel_redis *r)
     int mine;
     reel_redis_sid was;
     int rc = reel_redis_ckpt_begin(r, (int)(every * 1000), &mine, &was);
-    /* Behind the last checkpoint: nothing to add to it. */
-    if (rc || !mine || reel_redis_sid_cmp(en->r_cursor, was) <= 0)
+    if (rc || !mine)
         return rc;
+    /* Not past the last checkpoint: nothing to add to it (the lock then
+     * expires a period from now). */
+    if (reel_redis_sid_cmp(en->r_cursor, was) <= 0)
+        return reel_redis_ckpt_end(r, was, (reel_redis_sid){0, 0});
     reel_redis_ids map = en_ids(en);
     /* The dirty videos' segment counts, in one pass over the map (a lookup
      * per segment and video would cost more). */

@@ -113,9 +113,11 @@ struct reel_redis {
     const char **argv;
     size_t *argl;
     int argc, cap;
-    uint32_t pending; /* replies owed by the seeding pipeline */
-    int reused;       /* this call began on an open connection */
-    uint64_t jitter;  /* the pauses between compare-and-set rounds */
+    uint32_t pending;    /* replies owed by the seeding pipeline */
+    int reused;          /* this call began on an open connection */
+    uint64_t jitter;     /* the pauses between compare-and-set rounds */
+    char ckpt_token[48]; /* the checkpoint lock's value, while held */
+    int ckpt_lock_ms;
 };
 
 void reel_redis_opts_init(reel_redis_opts *o)
@@ -2007,6 +2009,11 @@ int reel_redis_videos_at(reel_redis *r, reel_redis_sid *at)
     return rc;
 }
 
+/* The checkpoint lock is held for at most this long while a checkpoint is
+ * written (a process that died meanwhile frees it after), then for
+ * lock_ms from the checkpoint's end. */
+enum { CKPT_HOLD_MS = 120000 };
+
 int reel_redis_ckpt_begin(reel_redis *r, int lock_ms, int *mine,
                           reel_redis_sid *at)
 {
@@ -2015,12 +2022,16 @@ int reel_redis_ckpt_begin(reel_redis *r, int lock_ms, int *mine,
     int rc = up(r);
     if (rc)
         return rc;
+    r->jitter = r->jitter * 6364136223846793005ull + 1442695040888963407ull;
+    snprintf(r->ckpt_token, sizeof r->ckpt_token, "%d:%016llx", (int)getpid(),
+             (unsigned long long)(r->jitter ^ now_ms()));
+    r->ckpt_lock_ms = lock_ms > 0 ? lock_ms : 1;
     args(r, "SET");
     arg_plain_key(r, "checkpoint");
-    argf(r, "%d", (int)getpid());
+    args(r, r->ckpt_token);
     args(r, "NX");
     args(r, "PX");
-    argf(r, "%d", lock_ms > 0 ? lock_ms : 1);
+    arg_int(r, CKPT_HOLD_MS > r->ckpt_lock_ms ? CKPT_HOLD_MS : r->ckpt_lock_ms);
     send_cmd(r);
     redisReply *rep = reply(r);
     if (!rep)
@@ -2038,31 +2049,62 @@ int reel_redis_ckpt_video(reel_redis *r, const reel_redis_ids *ids,
     return put_video(r, ids, video, v);
 }
 
+/*
+ * The end of a checkpoint, atomically, only while the lock is still this
+ * writer's: the position moves (forward only), the log is trimmed before
+ * `trim`, and the lock now expires lock_ms later. KEYS: meta, the log, the
+ * lock; ARGV: the token, the position's ms and seq, the trim point's (ms 0:
+ * none), lock_ms. Returns 0 when the lock was lost.
+ */
+static const char CKPT_END_LUA[] =
+    "if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end\n"
+    "local cur = redis.call('HGET', KEYS[1], 'videos_at')\n"
+    "local ms, seq = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local cms, cseq = 0, 0\n"
+    "if cur then\n"
+    "  local a, b = string.match(cur, '^(%d+)-(%d+)$')\n"
+    "  cms, cseq = tonumber(a), tonumber(b)\n"
+    "end\n"
+    "if ms > cms or (ms == cms and seq > cseq) then\n"
+    "  redis.call('HSET', KEYS[1], 'videos_at', ARGV[2] .. '-' .. ARGV[3])\n"
+    "  if tonumber(ARGV[4]) > 0 or tonumber(ARGV[5]) > 0 then\n"
+    "    redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4] .. '-' .. ARGV[5])\n"
+    "    redis.call('HSET', KEYS[1], 'trimmed', '1')\n"
+    "  end\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[3], ARGV[6])\n"
+    "return 1\n";
+
 int reel_redis_ckpt_end(reel_redis *r, reel_redis_sid at, reel_redis_sid trim)
 {
     int rc = reel_redis_seed_flush(r);
     if (rc)
         return rc;
-    int trims = trim.ms || trim.seq;
-    args(r, "MULTI");
-    send_cmd(r);
-    args(r, "HSET");
+    args(r, "EVAL");
+    args(r, CKPT_END_LUA);
+    args(r, "3");
     arg_plain_key(r, "meta");
-    args(r, "videos_at");
-    arg_sid(r, at);
-    if (trims) {
-        args(r, "trimmed");
-        args(r, "1");
-    }
+    arg_plain_key(r, "vlog");
+    arg_plain_key(r, "checkpoint");
+    args(r, r->ckpt_token);
+    arg_int(r, (long long)at.ms);
+    arg_int(r, (long long)at.seq);
+    arg_int(r, (long long)trim.ms);
+    arg_int(r, (long long)trim.seq);
+    arg_int(r, r->ckpt_lock_ms);
     send_cmd(r);
-    if (trims) {
-        args(r, "XTRIM");
-        arg_plain_key(r, "vlog");
-        args(r, "MINID");
-        arg_sid(r, trim);
-        send_cmd(r);
+    redisReply *rep = NULL;
+    rc = replies(r, 1, &rep);
+    if (rc || !rep) {
+        if (rep)
+            freeReplyObject(rep);
+        return rc ? rc : REEL_EUNAVAILABLE;
     }
-    args(r, "EXEC");
-    send_cmd(r);
-    return replies(r, 3 + trims, NULL);
+    if (rep->type != REDIS_REPLY_INTEGER || rep->integer != 1) {
+        snprintf(r->err, sizeof r->err,
+                 "the checkpoint lock expired before the checkpoint's end");
+        rc = REEL_EBUSY;
+    }
+    freeReplyObject(rep);
+    return rc;
 }

@@ -190,13 +190,16 @@ int reel_redis_vlog_tail(reel_redis *r, reel_redis_sid *tail);
 
 /*
  * Checkpoints, by one process at a time: _begin() takes the checkpoint
- * lock for lock_ms (*mine: 1 when taken, 0 when another process holds
- * it; it is never released, it expires: one checkpoint per lock_ms) and
- * reads the checkpoint's position into *at (write nothing unless your
- * state is at least there). _video() queues a video's record (v->at:
- * what it includes), pipelined. _end() writes the queued records, moves
- * the position to `at` and trims the log before `trim` (the previous
- * position: processes still loading from it can go on).
+ * lock (*mine: 1 when taken, 0 when another process holds it) and reads
+ * the checkpoint's position into *at (write nothing unless your state is
+ * past it). The lock is held while the checkpoint is written (two minutes
+ * at most: a writer that died frees it then) and expires lock_ms after
+ * _end(): one checkpoint per lock_ms. _video() queues a video's record
+ * (v->at: what it includes), pipelined. _end() writes the queued records,
+ * then, in one step and only while the lock is still this writer's, moves
+ * the position to `at` (forward only), trims the log before `trim` (the
+ * previous position: processes still loading from it can go on) and sets
+ * the lock's expiry; REEL_EBUSY when the lock was lost meanwhile.
  */
 int reel_redis_ckpt_begin(reel_redis *r, int lock_ms, int *mine,
                           reel_redis_sid *at);

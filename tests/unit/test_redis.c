@@ -636,6 +636,16 @@ static void checkpoints_trim_the_log(void **state)
     assert_false(gap);
     assert_true(n > 0);
     assert_int_equal(reel_redis_sid_cmp(at, c2), 0);
+    /* A writer whose lock was lost (expired, taken over) changes nothing:
+     * the position stays. */
+    sleep_ms(150);
+    assert_int_equal(reel_redis_ckpt_begin(r, 100, &mine, &was), 0);
+    assert_true(mine);
+    assert_int_equal(redis_int("del reel:checkpoint"), 1);
+    assert_int_equal(reel_redis_ckpt_end(r, (reel_redis_sid){c2.ms + 1, 0}, c2),
+                     REEL_EBUSY);
+    assert_int_equal(reel_redis_videos_at(r, &was), 0);
+    assert_int_equal(reel_redis_sid_cmp(was, c2), 0);
     /* From the checkpoint: the same statistics. */
     reel_redis_video st3[NV];
     assert_int_equal(reel_redis_sid_cmp(video_state(r, fs, st3), c2), 0);
