@@ -970,6 +970,10 @@ static void replicas_serve_as_the_embedded_store_through_a_restart(void **state)
     fixture_cmd("start");
     wait_ready(r1, 1);
     wait_ready(r2, 1);
+    /* r2 may not have seen the outage: its next refreshes find its log
+     * position gone (a new log) and load the seeded state. */
+    wait_refresh(r1);
+    wait_refresh(r2);
     char *fdir = fixture();
     reel_engine *fresh = open_engine(fdir, NULL);
     for (int i = 0; i < 4; i++) {
