@@ -1323,9 +1323,11 @@ static uint32_t cold_list(const reel_engine *en, uint32_t u, uint32_t *seen,
     "change it there (reel import, reel build) and POST /admin/reload"
 
 /* In Redis mode (en->store_url): user state lives in Redis, read per
- * request; video statistics are applied there by whoever takes events and
- * copied here by a refresh thread (the features and the cold-start lists
- * read the copy); the log, snapshots and local user state are unused. */
+ * request, and is written by one applier thread (apply_main); video
+ * statistics live here, kept by a refresh thread that applies Redis's
+ * video log and takes its turn writing checkpoints (the features and the
+ * cold-start lists read this copy); the log, snapshots and local user
+ * state are unused. */
 
 static uint32_t ids_index(void *ctx, const char *id, size_t len)
 {
@@ -1606,9 +1608,10 @@ static int seed(reel_engine *en, reel_redis *r)
     return rc;
 }
 
-/* Seeds Redis if nobody has, then copies the video statistics: 0 when
- * ready, REEL_EBUSY while another process seeds, REEL_EFORMAT when Redis
- * holds another dataset's state, REEL_EUNAVAILABLE. */
+/* Seeds Redis if nobody has, then loads the video statistics (the
+ * checkpoint and the log after it): 0 when ready, REEL_EBUSY while another
+ * process seeds, REEL_EFORMAT when Redis holds another dataset's state,
+ * REEL_EUNAVAILABLE. */
 static int vlog_catch_up(reel_engine *en, reel_redis *r);
 
 static int redis_init(reel_engine *en, reel_redis *r)
