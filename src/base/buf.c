@@ -1,6 +1,7 @@
 #include "base/buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,18 +72,59 @@ void reel_buf_printf(reel_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+size_t reel_utf8_seq(const unsigned char *p, size_t n)
+{
+    if (p[0] < 0x80)
+        return 1;
+    size_t k;
+    uint32_t cp, min;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        k = 2;
+        cp = p[0] & 0x1F;
+        min = 0x80;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        k = 3;
+        cp = p[0] & 0x0F;
+        min = 0x800;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        k = 4;
+        cp = p[0] & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < k)
+        return 0;
+    for (size_t i = 1; i < k; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return k;
+}
+
 void reel_buf_json_string(reel_buf *b, const char *s, size_t len)
 {
+    const unsigned char *p = (const unsigned char *)s;
     reel_buf_putc(b, '"');
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        size_t k;
         if (c == '"' || c == '\\') {
             reel_buf_putc(b, '\\');
             reel_buf_putc(b, (char)c);
+            i++;
         } else if (c < 0x20 || c == 0x7f) {
             reel_buf_printf(b, "\\u%04x", c);
+            i++;
+        } else if ((k = reel_utf8_seq(p + i, len - i))) {
+            reel_buf_append(b, p + i, k);
+            i += k;
         } else {
-            reel_buf_putc(b, (char)c);
+            reel_buf_printf(b, "\\u%04x", c); /* not UTF-8: Latin-1 */
+            i++;
         }
     }
     reel_buf_putc(b, '"');

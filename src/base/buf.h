@@ -30,8 +30,11 @@ void reel_buf_puts(reel_buf *b, const char *s);
 void reel_buf_printf(reel_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Appends s[0..len) as a JSON string literal, quotes included: '"' and
- * '\\' escaped, control bytes and DEL as \u00XX; other bytes (UTF-8)
- * copied as they are. */
+ * '\\' escaped, control bytes and DEL as \u00XX, valid UTF-8 copied, any
+ * other byte read as Latin-1 (\u00XX): the result is always valid JSON. */
 void reel_buf_json_string(reel_buf *b, const char *s, size_t len);
+/* The length of the valid UTF-8 sequence at p (at most n bytes; no
+ * overlong forms, surrogates or code points above U+10FFFF), or 0. */
+size_t reel_utf8_seq(const unsigned char *p, size_t n);
 
 #endif

@@ -440,45 +440,11 @@ static void trim(const char **p, size_t *len)
         (*len)--;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t k;
-    uint32_t cp, min;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-        k = 2;
-        cp = p[0] & 0x1F;
-        min = 0x80;
-    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-        k = 3;
-        cp = p[0] & 0x0F;
-        min = 0x800;
-    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-        k = 4;
-        cp = p[0] & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < k)
-        return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return k;
-}
-
 static int utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(p + i, n - i);
+        size_t k = reel_utf8_seq(p + i, n - i);
         if (!k)
             return 0;
         i += k;
@@ -696,36 +662,6 @@ static int clean_title(const char *s, size_t len, reel_buf *out)
         reel_buf_putc(out, ')');
     }
     return year;
-}
-
-/* Appends s as a JSON string: UTF-8 passes, other bytes are read as
- * Latin-1, quotes, backslashes and controls are escaped. */
-static void put_json_str(reel_buf *out, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    reel_buf_putc(out, '"');
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = p[i];
-        if (ch == '"' || ch == '\\') {
-            reel_buf_putc(out, '\\');
-            reel_buf_putc(out, (char)ch);
-            i++;
-        } else if (ch < 0x20 || ch == 0x7F) {
-            reel_buf_printf(out, "\\u%04x", ch);
-            i++;
-        } else {
-            size_t k = utf8_seq(p + i, n - i);
-            if (k) {
-                reel_buf_append(out, p + i, k);
-                i += k;
-            } else {
-                reel_buf_printf(out, "\\u%04x", ch);
-                i++;
-            }
-        }
-    }
-    reel_buf_putc(out, '"');
 }
 
 /* ================================================================ movies */
@@ -1366,7 +1302,8 @@ int reel_import_movielens(reel_dsbuild *b, const char *dir,
         reel_buf_printf(&meta, "{\"source\":\"%s\",\"path\":",
                         layout == REEL_ML_LATEST ? "movielens-latest"
                                                  : "movielens-100k");
-        put_json_str(&meta, real ? real : dir);
+        const char *where = real ? real : dir;
+        reel_buf_json_string(&meta, where, strlen(where));
         reel_buf_putc(&meta, '}');
         reel_dsbuild_set_meta(b, meta.data);
         reel_buf_free(&meta);

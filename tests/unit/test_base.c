@@ -34,6 +34,27 @@ static void errors_have_names_and_messages(void **state)
     assert_string_equal(msg, "x.jsonl:7: bad thing");
 }
 
+/* JSON strings: escapes, UTF-8 kept, any other byte as Latin-1. */
+static void buf_writes_json_strings(void **state)
+{
+    (void)state;
+    reel_buf b;
+    reel_buf_init(&b);
+    static const char in[] = "a\"b\\c\n\x7f caf\xc3\xa9 \xe9t\xe9 \xc3 "
+                             "\xed\xa0\x80 \xf0\x9f\x8e\xac";
+    reel_buf_json_string(&b, in, sizeof in - 1);
+    static const char want[] = "\"a\\\"b\\\\c\\u000a\\u007f caf\xc3\xa9 "
+                               "\\u00e9t\\u00e9 \\u00c3 \\u00ed\\u00a0\\u0080 "
+                               "\xf0\x9f\x8e\xac\"";
+    assert_int_equal(b.len, sizeof want - 1);
+    assert_memory_equal(b.data, want, sizeof want - 1);
+    unsigned char over[] = {0xc0, 0xaf}; /* an overlong '/' */
+    assert_int_equal(reel_utf8_seq(over, 2), 0);
+    assert_int_equal(reel_utf8_seq((const unsigned char *)"\xc3\xa9", 1), 0);
+    assert_int_equal(reel_utf8_seq((const unsigned char *)"\xc3\xa9", 2), 2);
+    reel_buf_free(&b);
+}
+
 static void buf_grows_and_formats(void **state)
 {
     (void)state;
@@ -345,6 +366,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(errors_have_names_and_messages),
         cmocka_unit_test(buf_grows_and_formats),
+        cmocka_unit_test(buf_writes_json_strings),
         cmocka_unit_test(arena_aligns_and_resets),
         cmocka_unit_test(rng_is_deterministic_and_uniform),
         cmocka_unit_test(rng_distributions_have_their_means),
