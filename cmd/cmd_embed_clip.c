@@ -87,6 +87,44 @@ static int media_path(const char *dir, const char *media, char *out, size_t cap)
     return 0;
 }
 
+enum { TEXT_GROUP = 64 }; /* videos whose texts are embedded in one batch */
+
+/* The texts ("title. description"; the tokenizer truncates) of videos
+ * i0..i0+cnt that are still to do, embedded in one batch: slot[j] is
+ * video i0+j's row of tv (and rc), or REEL_NONE without text. */
+static void embed_texts(const reel_clip_model *m, const reel_videos *vs,
+                        const reel_vectors *vec, uint32_t i0, uint32_t cnt,
+                        float *tv, int *rc, uint32_t *slot)
+{
+    char *text[TEXT_GROUP];
+    const char *tp[TEXT_GROUP];
+    size_t len[TEXT_GROUP];
+    uint32_t nt = 0;
+    for (uint32_t j = 0; j < cnt; j++) {
+        uint32_t i = i0 + j;
+        size_t tl, dl;
+        const char *title = reel_strs_get(&vs->title, i, &tl);
+        const char *desc = reel_strs_get(&vs->description, i, &dl);
+        slot[j] = REEL_NONE;
+        if (vec->has[i] || !(tl || dl))
+            continue;
+        char *t = reel_xmalloc(tl + dl + 3);
+        size_t k = 0;
+        memcpy(t + k, title, tl), k += tl;
+        if (tl && dl)
+            memcpy(t + k, ". ", 2), k += 2;
+        memcpy(t + k, desc, dl), k += dl;
+        text[nt] = t;
+        tp[nt] = t;
+        len[nt] = k;
+        slot[j] = nt++;
+    }
+    if (nt)
+        reel_clip_model_texts(m, tp, len, nt, tv, rc);
+    for (uint32_t k = 0; k < nt; k++)
+        free(text[k]);
+}
+
 int reel_cmd_embed_clip(const char *dir, const char *out,
                         const reel_cmd_clip_opts *o)
 {
@@ -142,7 +180,10 @@ int reel_cmd_embed_clip(const char *dir, const char *out,
     if (!vec)
         reel_vectors_new(n, dim, source, &vec);
     vec->unit_norm = 1;
-    float *tv = reel_xmalloc(dim * sizeof *tv), *fv = NULL;
+    float *tvs = reel_xmalloc((size_t)TEXT_GROUP * dim * sizeof *tvs);
+    float *fv = NULL;
+    int trcs[TEXT_GROUP];
+    uint32_t tslot[TEXT_GROUP];
     uint32_t with_frames = 0, text_only = 0, failures = 0, empty = 0,
              thumbs = 0;
     reel_frames_opts fo = reel_frames_opts_default();
@@ -153,33 +194,25 @@ int reel_cmd_embed_clip(const char *dir, const char *out,
     double last_save = reel_clock_mono(), t0 = last_save;
     int rc = 0;
     for (uint32_t i = 0; i < n && !rc; i++) {
+        if (i % TEXT_GROUP == 0)
+            embed_texts(m, vs, vec, i, n - i < TEXT_GROUP ? n - i : TEXT_GROUP,
+                        tvs, trcs, tslot);
         if (vec->has[i])
             continue;
-        size_t tl, dl, ml;
-        const char *title = reel_strs_get(&vs->title, i, &tl);
-        const char *desc = reel_strs_get(&vs->description, i, &dl);
+        size_t ml;
         const char *media = reel_strs_get(&vs->media, i, &ml);
         const char *vid = reel_strs_get(&vs->id, i, NULL);
-        /* text: "title. description" (the tokenizer truncates) */
         int has_text = 0;
-        if (tl || dl) {
-            char *text = reel_xmalloc(tl + dl + 3);
-            size_t k = 0;
-            memcpy(text + k, title, tl), k += tl;
-            if (tl && dl)
-                memcpy(text + k, ". ", 2), k += 2;
-            memcpy(text + k, desc, dl), k += dl;
-            const char *tp = text;
-            int trc = 0;
-            reel_clip_model_texts(m, &tp, &k, 1, tv, &trc);
-            free(text);
-            if (trc)
-                fprintf(stderr, "reel embed: video %s: title/description: %s\n",
-                        vid,
-                        trc == REEL_EFORMAT ? "not valid UTF-8"
-                                            : reel_strerror(trc));
-            else
-                has_text = 1;
+        const float *tv = NULL;
+        uint32_t ts = tslot[i % TEXT_GROUP];
+        if (ts != REEL_NONE && trcs[ts])
+            fprintf(stderr, "reel embed: video %s: title/description: %s\n",
+                    vid,
+                    trcs[ts] == REEL_EFORMAT ? "not valid UTF-8"
+                                             : reel_strerror(trcs[ts]));
+        else if (ts != REEL_NONE) {
+            has_text = 1;
+            tv = tvs + (size_t)ts * dim;
         }
         int has_img = 0;
         if (ml && o->frames) {
@@ -273,7 +306,7 @@ int reel_cmd_embed_clip(const char *dir, const char *out,
                "%.1fs -> %s\n",
                have, n, with_frames, text_only, ", ", resumed, empty, failures,
                thumbs, dim, reel_clock_mono() - t0, out);
-    free(tv);
+    free(tvs);
     free(fv);
     reel_vectors_free(vec);
     reel_dataset_close(ds);
