@@ -70,3 +70,9 @@ void reel_sort_perm_f64(const double *keys, uint32_t n, uint32_t *perm)
     free(a);
     free(tmp);
 }
+
+int reel_sort_cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}

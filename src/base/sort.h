@@ -15,6 +15,9 @@
 void reel_sort_perm_f64(const double *keys, uint32_t n, uint32_t *perm);
 void reel_sort_perm_u64(const uint64_t *keys, uint32_t n, uint32_t *perm);
 
+/* qsort's comparison of two uint32_t. */
+int reel_sort_cmp_u32(const void *a, const void *b);
+
 /* The unsigned integer whose order matches x's order as a double. */
 static inline uint64_t reel_sort_key_f64(double x)
 {

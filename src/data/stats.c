@@ -16,19 +16,13 @@ const double reel_stats_qlevels[REEL_STATS_NQ] = {0.0,  0.25, 0.5, 0.75,
 static const char *const qnames[REEL_STATS_NQ] = {"min", "p25", "p50", "p75",
                                                   "p90", "p99", "max"};
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Quantiles by the nearest-rank method on sorted counts. */
 static void dist_of(uint32_t *counts, uint32_t n, reel_dist *out)
 {
     memset(out, 0, sizeof *out);
     if (n == 0)
         return;
-    qsort(counts, n, sizeof *counts, cmp_u32);
+    qsort(counts, n, sizeof *counts, reel_sort_cmp_u32);
     double sum = 0;
     for (uint32_t i = 0; i < n; i++) {
         sum += counts[i];

@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/sort.h"
 #include "base/strs.h"
 #include "data/interactions.h"
 #include "data/meta.h"
@@ -1654,12 +1655,6 @@ static int redis_init(reel_engine *en, reel_redis *r)
     return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Applies the video log after the cursor, up to its end. */
 static int vlog_catch_up(reel_engine *en, reel_redis *r)
 {
@@ -1818,6 +1813,25 @@ static uint32_t answer(reel_engine *en, const reel_reco_opts *o,
     return n;
 }
 
+/* A user's counters and newest history events from Redis (see
+ * reel_redis_user_get); REEL_EUNAVAILABLE without asking when the state
+ * has not been verified since an outage (*fu empty, *n 0). */
+static int redis_user(reel_engine *en, const char *user, reel_fs_user *fu,
+                      reel_redis_hist *h, uint32_t max, uint32_t *n)
+{
+    *n = 0;
+    if (!atomic_load(&en->r_ready)) {
+        reel_fs_user_init(fu);
+        return REEL_EUNAVAILABLE;
+    }
+    reel_redis *r = rget(en);
+    reel_redis_ids map = en_ids(en);
+    uint64_t found;
+    int rc = reel_redis_user_get(r, user, &map, fu, h, max, n, &found);
+    rput(en, r, rc);
+    return rc;
+}
+
 /* Recommendations in Redis mode: the user's state from Redis; the
  * cold-start path, marked degraded, when Redis cannot be reached. */
 static int redis_recommend(reel_engine *en, const char *user, uint32_t k,
@@ -1829,18 +1843,8 @@ static int redis_recommend(reel_engine *en, const char *user, uint32_t k,
     reel_redis_hist *h = reel_xmalloc(((size_t)hmax + 1) * sizeof *h);
     uint32_t *seen = reel_xmalloc(((size_t)hmax + 1) * sizeof *seen);
     reel_fs_user fu;
-    uint32_t nh = 0, n_seen = 0;
-    uint64_t found;
-    int rc = REEL_EUNAVAILABLE;
-    if (atomic_load(&en->r_ready)) {
-        reel_redis *r = rget(en);
-        reel_redis_ids map = en_ids(en);
-        rc = reel_redis_user_get(r, user, &map, &fu, h, hmax, &nh, &found);
-        rput(en, r, rc);
-    } else {
-        /* not verified since an outage: the cold-start path, degraded */
-        reel_fs_user_init(&fu);
-    }
+    uint32_t nh, n_seen = 0;
+    int rc = redis_user(en, user, &fu, h, hmax, &nh);
     for (uint32_t i = 0; i < nh; i++)
         if (h[i].video != REEL_NONE)
             seen[n_seen++] = h[i].video;
@@ -2708,7 +2712,7 @@ static void scratch_put(reel_engine *en, reel_reco_scratch *s)
 static uint32_t cold_list(const reel_engine *en, uint32_t u, uint32_t *seen,
                           uint32_t n_seen, uint32_t k, reel_reco_item *out)
 {
-    qsort(seen, n_seen, sizeof *seen, cmp_u32);
+    qsort(seen, n_seen, sizeof *seen, reel_sort_cmp_u32);
     uint32_t s = u == REEL_NONE ? NO_SEG : segment_of(en, u);
     const uint32_t *l[2] = {s == NO_SEG ? NULL : en->seg_cold[s], en->cold};
     uint32_t nl[2] = {s == NO_SEG ? 0 : en->n_seg_cold[s], en->n_cold};
@@ -2717,7 +2721,7 @@ static uint32_t cold_list(const reel_engine *en, uint32_t u, uint32_t *seen,
         while (at[j] < nl[j]) {
             uint32_t v = l[j][at[j]++];
             if (!is_live(en, v) ||
-                bsearch(&v, seen, n_seen, sizeof *seen, cmp_u32))
+                bsearch(&v, seen, n_seen, sizeof *seen, reel_sort_cmp_u32))
                 continue;
             int dup = 0;
             for (uint32_t i = 0; i < n && !dup; i++)
@@ -2804,15 +2808,8 @@ int reel_engine_history(reel_engine *en, const char *user, uint32_t max,
     if (en->store_url) {
         reel_redis_hist *h = reel_xmalloc(((size_t)max + 1) * sizeof *h);
         reel_fs_user fu;
-        uint64_t found;
-        uint32_t n = 0;
-        int rc = REEL_EUNAVAILABLE;
-        if (atomic_load(&en->r_ready)) {
-            reel_redis *r = rget(en);
-            reel_redis_ids map = en_ids(en);
-            rc = reel_redis_user_get(r, user, &map, &fu, h, max, &n, &found);
-            rput(en, r, rc);
-        }
+        uint32_t n;
+        int rc = redis_user(en, user, &fu, h, max, &n);
         /* Redis keeps them newest first; the answer is oldest first. */
         for (uint32_t i = 0; i < n; i++)
             out[i] = (reel_engine_event){.video = h[n - 1 - i].video,

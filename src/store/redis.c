@@ -18,6 +18,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/sort.h"
 #include "data/interactions.h"
 
 enum {
@@ -1014,12 +1015,6 @@ static int by_user(const void *a, const void *b)
     return c ? c : (x > y) - (x < y);
 }
 
-static int by_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static void batch_free(struct batch *b)
 {
     free(b->order);
@@ -1193,6 +1188,45 @@ static int moves_video(uint8_t type)
     return type == REEL_EV_IMPRESSION || reel_event_is_positive(type);
 }
 
+/* u's events not already applied that go into its history (all but
+ * impressions) and that carry an id. */
+static void user_counts(const struct batch *b, const struct uslot *u,
+                        uint32_t *nh, uint32_t *nz)
+{
+    *nh = *nz = 0;
+    for (uint32_t j = 0; j < u->n; j++) {
+        uint32_t e = b->order[u->first + j];
+        *nh += !b->dup[e] && b->ev[e].type != REEL_EV_IMPRESSION;
+        *nz += !b->dup[e] && b->ev[e].id;
+    }
+}
+
+/* Those history entries, as arguments. */
+static void arg_hist_of(reel_redis *r, const reel_redis_ids *ids,
+                        const struct batch *b, const struct uslot *u)
+{
+    for (uint32_t j = 0; j < u->n; j++) {
+        uint32_t k = b->order[u->first + j];
+        const reel_redis_event *e = &b->ev[k];
+        if (!b->dup[k] && e->type != REEL_EV_IMPRESSION)
+            arg_hist(r, ids, e->type, e->ts, e->video);
+    }
+}
+
+/* Those event ids, as (score, id) pairs. */
+static void arg_ids_of(reel_redis *r, const struct batch *b,
+                       const struct uslot *u)
+{
+    for (uint32_t j = 0; j < u->n; j++) {
+        uint32_t k = b->order[u->first + j];
+        const reel_redis_event *e = &b->ev[k];
+        if (!b->dup[k] && e->id) {
+            arg_double(r, e->ts);
+            args(r, e->id);
+        }
+    }
+}
+
 /* Event e's video half (its position in the batch: pos) at p. */
 static unsigned char *put_half(unsigned char *p, const reel_redis_event *ev,
                                uint32_t pos, uint8_t repeat)
@@ -1300,44 +1334,33 @@ static uint32_t send_tx(reel_redis *r, const reel_redis_ids *ids,
     queued++;
     for (uint32_t i = lo; i < hi; i++) {
         const struct uslot *u = &b->u[i];
-        uint32_t nh = 0, nz = 0;
+        uint32_t nh, nz;
+        user_counts(b, u, &nh, &nz);
         for (uint32_t j = 0; j < u->n; j++) {
             uint32_t e = b->order[u->first + j];
-            nh += !b->dup[e] && ev[e].type != REEL_EV_IMPRESSION;
-            nz += !b->dup[e] && ev[e].id;
             m += !b->dup[e] && moves_video(ev[e].type);
         }
         if (nh) {
             args(r, "LPUSH");
             arg_key(r, "u", u->id, ":h");
-            for (uint32_t j = 0; j < u->n; j++) {
-                uint32_t e = b->order[u->first + j];
-                if (!b->dup[e] && ev[e].type != REEL_EV_IMPRESSION)
-                    arg_hist(r, ids, ev[e].type, ev[e].ts, ev[e].video);
-            }
+            arg_hist_of(r, ids, b, u);
             send_cmd(r);
             args(r, "LTRIM");
             arg_key(r, "u", u->id, ":h");
             args(r, "0");
-            arg_int(r, (long long)(r->o.history_max - 1));
+            arg_int(r, (long long)r->o.history_max - 1);
             send_cmd(r);
             queued += 2;
         }
         if (nz) {
             args(r, "ZADD");
             arg_key(r, "u", u->id, ":ev");
-            for (uint32_t j = 0; j < u->n; j++) {
-                uint32_t e = b->order[u->first + j];
-                if (!b->dup[e] && ev[e].id) {
-                    arg_double(r, ev[e].ts);
-                    args(r, ev[e].id);
-                }
-            }
+            arg_ids_of(r, b, u);
             send_cmd(r);
             args(r, "ZREMRANGEBYRANK");
             arg_key(r, "u", u->id, ":ev");
             args(r, "0");
-            arg_int(r, (long long)(-(int)r->o.event_ids_max - 1));
+            arg_int(r, -(long long)r->o.event_ids_max - 1);
             send_cmd(r);
             queued += 2;
         }
@@ -1351,7 +1374,7 @@ static uint32_t send_tx(reel_redis *r, const reel_redis_ids *ids,
                 if (!b->dup[e] && moves_video(ev[e].type))
                     pos[k++] = e;
             }
-        qsort(pos, m, sizeof *pos, by_u32);
+        qsort(pos, m, sizeof *pos, reel_sort_cmp_u32);
         unsigned char *x = reel_arena_alloc(&r->a, (size_t)m * VEV, 1), *p = x;
         for (uint32_t i = 0; i < m; i++)
             p = put_half(p, &ev[pos[i]], pos[i], b->repeat[pos[i]]);
@@ -1509,7 +1532,7 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
             n_usr += !b.u[i].done;
         args(r, "EVALSHA");
         args(r, r->sha);
-        arg_int(r, (long long)(3 * n_usr + 1));
+        arg_int(r, 3 * (long long)n_usr + 1);
         for (uint32_t i = 0; i < b.n_u; i++)
             if (!b.u[i].done)
                 arg_key(r, "u", b.u[i].id, "");
@@ -1519,9 +1542,9 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
                 arg_key(r, "u", b.u[i].id, ":ev");
             }
         arg_plain_key(r, "vlog");
-        arg_int(r, (long long)(n_usr));
-        arg_int(r, (long long)(r->o.history_max));
-        arg_int(r, (long long)(r->o.event_ids_max));
+        arg_int(r, n_usr);
+        arg_int(r, r->o.history_max);
+        arg_int(r, r->o.event_ids_max);
         for (uint32_t i = 0; i < b.n_u; i++)
             if (!b.u[i].done) {
                 unsigned char *x = reel_arena_alloc(&r->a, 8, 1);
@@ -1533,26 +1556,12 @@ int reel_redis_apply(reel_redis *r, const reel_featstate *fs,
             struct uslot *u = &b.u[i];
             if (u->done)
                 continue;
-            uint32_t nh = 0, nz = 0;
-            for (uint32_t j = 0; j < u->n; j++) {
-                uint32_t e = b.order[u->first + j];
-                nh += !b.dup[e] && ev[e].type != REEL_EV_IMPRESSION;
-                nz += !b.dup[e] && ev[e].id;
-            }
-            arg_int(r, (long long)(nh));
-            for (uint32_t j = 0; j < u->n; j++) {
-                uint32_t e = b.order[u->first + j];
-                if (!b.dup[e] && ev[e].type != REEL_EV_IMPRESSION)
-                    arg_hist(r, ids, ev[e].type, ev[e].ts, ev[e].video);
-            }
-            arg_int(r, (long long)(nz));
-            for (uint32_t j = 0; j < u->n; j++) {
-                uint32_t e = b.order[u->first + j];
-                if (!b.dup[e] && ev[e].id) {
-                    arg_double(r, ev[e].ts);
-                    args(r, ev[e].id);
-                }
-            }
+            uint32_t nh, nz;
+            user_counts(&b, u, &nh, &nz);
+            arg_int(r, nh);
+            arg_hist_of(r, ids, &b, u);
+            arg_int(r, nz);
+            arg_ids_of(r, &b, u);
             arg_halves(r, &b, u);
         }
         send_cmd(r);
